@@ -1,0 +1,100 @@
+"""Scheduler options: one frozen value passed in, never read from a global.
+
+The field names are the ones `cloudctl simulate` takes as flags and the config file's
+[scheduler] table takes as keys (with dashes for underscores).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from cloudctl.errors import InvalidInput
+
+BACKFILLING_NAMES = {"off": 0, "easy": 1, "aggressive": 1, "conservative": None}
+
+
+def parse_backfilling(value: str | int | None) -> int | None:
+    """'off' -> 0, 'easy' -> 1, 'conservative' -> None (unbounded), 'N' -> N."""
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    if text in BACKFILLING_NAMES:
+        return BACKFILLING_NAMES[text]
+    if text.isdigit():
+        return int(text)
+    raise InvalidInput(f"--backfilling: expected off, easy, conservative or a number, got {value!r}")
+
+
+def backfilling_name(limit: int | None) -> str:
+    return {0: "off", 1: "easy", None: "conservative"}.get(limit, str(limit))
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    # How many queued best-effort leases may hold a future reservation (None = all).
+    backfilling: int | None = 1
+    suspension: str = "all"  # none | all
+    suspend_rate: float = 32.0  # MiB/s
+    resume_rate: float = 32.0  # MiB/s
+    override_suspend_time: int | None = None  # s, replaces ceil(memory/rate)
+    override_resume_time: int | None = None
+    suspend_exclusion: str = "local"  # local | global
+    enactment_overhead: int = 0  # s per command per VM
+    shutdown_time: int = 0  # s
+    migration: bool = False  # cold-migrate suspended leases to other hosts
+    threshold_factor: float = 1.0
+    preemption_policy: str = "ar-preempts-be"
+    host_score_policy: str = "greedy"
+    host_filter_policy: str = "enabled"
+    admission_policy: str = "accept-all"
+    image_transfer: str = "none"  # none | multicast | unicast
+    bandwidth: float = 100.0  # Mbit/s from the image repository
+    image_cache: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.suspension not in ("none", "all"):
+            problems.append(f"suspension must be none or all, got {self.suspension!r}")
+        if self.suspend_exclusion not in ("local", "global"):
+            problems.append(f"suspend-exclusion must be local or global, got {self.suspend_exclusion!r}")
+        if self.image_transfer not in ("none", "multicast", "unicast"):
+            problems.append(
+                f"image-transfer must be none, multicast or unicast, got {self.image_transfer!r}"
+            )
+        for name in ("suspend_rate", "resume_rate", "bandwidth"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name.replace('_', '-')} must be positive")
+        for name in ("enactment_overhead", "shutdown_time", "override_suspend_time",
+                     "override_resume_time"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                problems.append(f"{name.replace('_', '-')} must not be negative")
+        if self.threshold_factor < 0:
+            problems.append("threshold-factor must not be negative")
+        if self.backfilling is not None and self.backfilling < 0:
+            problems.append("backfilling must not be negative")
+        if problems:
+            raise InvalidInput("; ".join(problems))
+
+    @property
+    def suspension_enabled(self) -> bool:
+        return self.suspension == "all"
+
+    def with_options(self, **options: Any) -> SchedulerConfig:
+        """A copy with the given options; None values leave a field as it is."""
+        known = {f.name for f in fields(self)}
+        changes = {}
+        for key, value in options.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise InvalidInput(f"unknown scheduler option {key!r}")
+            if value is not None:
+                changes[name] = parse_backfilling(value) if name == "backfilling" else value
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+        out["backfilling"] = backfilling_name(self.backfilling)
+        out["migration"] = "yes" if self.migration else "no"
+        return out

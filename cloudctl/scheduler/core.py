@@ -1,0 +1,696 @@
+"""The lease scheduler: places AR, BE and IM leases on the slot table, backfills, preempts.
+
+It is pure: time comes in as an argument, configuration and policies are passed to the
+constructor, and what it decides comes out as state changes on leases and as `Action`s for an
+enactment layer (real drivers, or the simulator) to carry out.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import insort
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from cloudctl.errors import InvalidInput
+from cloudctl.policies.admission import cluster_fit
+from cloudctl.policies.registry import PolicySet
+from cloudctl.scheduler.config import SchedulerConfig
+from cloudctl.scheduler.lease import KILL, SHUTDOWN, SUSPEND, Lease, Run
+from cloudctl.scheduler.model import HostSpec, LeaseRequest, LeaseState, LeaseType
+from cloudctl.scheduler.slottable import INFINITY, Booking, Candidate, SlotTable
+from cloudctl.scheduler.timing import (
+    resume_time,
+    shutdown_duration,
+    suspend_time,
+    transfer_time,
+)
+from cloudctl.scheduler.transfers import TransferLink
+
+S = LeaseState
+# Phases of a run, carried out in this order when several fall on one instant: what ends goes
+# first so that capacity is given back before anything new starts.
+RUN_END, END, START, MIGRATED, RUN_START = range(5)
+_PHASE_FIELD = {START: "start", MIGRATED: "migrated", RUN_START: "run_start",
+                RUN_END: "run_end", END: "end"}
+_PHASE_STEP = {START: 1, MIGRATED: 2, RUN_START: 3, RUN_END: 4, END: 5}
+
+Listener = Callable[[Lease, LeaseState, LeaseState, int, str], None]
+
+
+@dataclass(frozen=True)
+class Action:
+    """Something the enactment layer must do: start, suspend, resume, migrate, shut down,
+    kill VMs, or note that a lease is done/suspended."""
+
+    time: int
+    kind: str
+    lease_id: int
+    hosts: tuple[int, ...] = ()
+
+
+@dataclass
+class Preemption:
+    lease_id: int
+    how: str  # suspend | requeue | kill
+    at: int
+
+
+@dataclass
+class Decision:
+    lease_id: int
+    state: LeaseState
+    start: int | None = None
+    end: int | None = None
+    hosts: tuple[int, ...] = ()
+    preempted: list[Preemption] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return self.state is not S.REJECTED
+
+
+class Scheduler:
+    def __init__(self, hosts: Sequence[HostSpec], config: SchedulerConfig,
+                 policies: PolicySet | None = None, now: int = 0,
+                 listener: Listener | None = None) -> None:
+        if not hosts:
+            raise InvalidInput("the cluster has no hosts")
+        self.hosts = list(hosts)
+        self.config = config
+        self.policies = policies or PolicySet.from_names(
+            admission=config.admission_policy, host_filter=config.host_filter_policy,
+            host_score=config.host_score_policy, preemption=config.preemption_policy)
+        self.table = SlotTable(self.hosts, now)
+        self.now = now
+        self.leases: dict[int, Lease] = {}
+        self.queue: list[Lease] = []
+        self._heap: list[tuple[int, int, int, Run]] = []
+        self._seq = 0
+        self._future_be: set[int] = set()  # BE leases holding a reservation that has not begun
+        self._fixed_future = 0  # runs of AR/IM leases not yet ended: the only splitters
+        self.link = TransferLink()
+        self.cache: list[dict[str, int]] = [{} for _ in self.hosts]  # image -> time it is there
+        self.listener = listener
+        self.preemptions = 0
+        self._room_cache: dict[object, int] = {}
+        self._room_version = -1
+
+    # -- requests ------------------------------------------------------------------------
+
+    def submit(self, request: LeaseRequest, now: int) -> Decision:
+        """Take a new request at `now`: ARs and IMs are placed or rejected at once, BE leases
+        join the queue (call `schedule(now)` after the arrivals of one instant)."""
+        if request.id in self.leases:
+            raise InvalidInput(f"lease {request.id} already exists")
+        self._tick(now)
+        lease = Lease(request)
+        self.leases[lease.id] = lease
+        self._move(lease, S.PENDING, now, "submitted")
+        status = cluster_fit(request, self.hosts)
+        if status.ok:
+            status = self.policies.admission.admit(request, self.hosts)
+        if not status.ok:
+            return self._reject(lease, now, str(status))
+        if lease.type is LeaseType.BE:
+            self._enqueue(lease)
+            self._move(lease, S.QUEUED, now, "queued")
+            return Decision(lease.id, lease.state)
+        return self._schedule_exact(lease, now)
+
+    def cancel(self, lease_id: int, now: int, reason: str = "cancelled") -> Lease:
+        lease = self.leases[lease_id]
+        if lease.state.final:
+            return lease
+        self._tick(now)
+        if lease in self.queue:
+            self._dequeue(lease)
+        if lease.run is not None:
+            if lease.run.start < now < lease.run.run_end and lease.run.run_start < now:
+                lease.runs.append((lease.run.run_start, now, lease.run.hosts))
+            self._release(lease.run, now)
+        self._move(lease, S.CANCELLED, now, reason)
+        self._replan_future(now)
+        return lease
+
+    def end_early(self, lease_id: int, now: int) -> Lease:
+        """The lease's VMs finished before their reserved time (a trace's real duration): it is
+        done now, with no shutdown reservation, and future reservations may move earlier."""
+        lease = self.leases[lease_id]
+        run = lease.run
+        if run is None or lease.state is not S.ACTIVE or not run.run_start <= now < run.run_end:
+            raise InvalidInput(f"lease {lease_id} is not running at {now}")
+        self._tick(now)
+        lease.runs.append((run.run_start, now, run.hosts))
+        lease.remaining -= now - run.run_start
+        self._release(run, now)
+        lease.done_at = now
+        self._move(lease, S.DONE, now, "ended before its reserved time")
+        self._replan_future(now)
+        return lease
+
+    # -- time ----------------------------------------------------------------------------
+
+    def next_event_time(self) -> int | None:
+        heap = self._heap
+        while heap:
+            t, phase, _, run = heap[0]
+            if self._valid(t, phase, run):
+                return t
+            heapq.heappop(heap)
+        return None
+
+    def advance(self, now: int) -> list[Action]:
+        """Carry out every run boundary up to `now`, in time order."""
+        actions: list[Action] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            t, phase, _, run = heapq.heappop(heap)
+            if not self._valid(t, phase, run):
+                continue
+            self._tick(t)
+            run.step = _PHASE_STEP[phase]
+            self._carry_out(run, phase, t, actions)
+        self._tick(now)
+        return actions
+
+    def _valid(self, t: int, phase: int, run: Run) -> bool:
+        return (run.lease.run is run and run.step == _PHASE_STEP[phase] - 1
+                and getattr(run, _PHASE_FIELD[phase]) == t)
+
+    def _carry_out(self, run: Run, phase: int, t: int, actions: list[Action]) -> None:
+        lease = run.lease
+        if phase == START:
+            self._future_be.discard(lease.id)
+            if run.migrated > run.start:
+                self._move(lease, S.MIGRATING, t, "cold migration")
+                actions.append(Action(t, "migrate", lease.id, run.hosts))
+            elif run.run_start > run.start:
+                self._move(lease, S.RESUMING, t, "resuming")
+                actions.append(Action(t, "resume", lease.id, run.hosts))
+        elif phase == MIGRATED:
+            if run.migrated == run.start:
+                return
+            lease.migrations.append((run.start, run.migrated))
+            if run.run_start > run.migrated:
+                self._move(lease, S.RESUMING, t, "resuming")
+                actions.append(Action(t, "resume", lease.id, run.hosts))
+        elif phase == RUN_START:
+            if run.run_start > run.migrated:
+                lease.resumptions.append((run.migrated, run.run_start))
+            if lease.first_start is None:
+                lease.first_start = t
+                actions.append(Action(t, "start", lease.id, run.hosts))
+            self._move(lease, S.ACTIVE, t, "running")
+            actions.append(Action(t, "running", lease.id, run.hosts))
+        elif phase == RUN_END:
+            if run.run_end > run.run_start:
+                lease.runs.append((run.run_start, run.run_end, run.hosts))
+            lease.remaining -= run.run_end - run.run_start
+            lease.last_hosts = run.hosts
+            if run.post == SUSPEND:
+                self._move(lease, S.SUSPENDING, t, "suspending for a preemptor")
+                actions.append(Action(t, "suspend", lease.id, run.hosts))
+            elif run.post == SHUTDOWN:
+                actions.append(Action(t, "shutdown", lease.id, run.hosts))
+            else:  # KILL: the work of this run is lost; the lease starts over
+                lease.remaining = lease.duration
+                lease.last_hosts = ()
+                actions.append(Action(t, "kill", lease.id, run.hosts))
+                self._drop_run(run)
+                if lease.state is S.ACTIVE:
+                    self._move(lease, S.QUEUED, t, "killed by a preemptor; requeued")
+                else:
+                    self._move(lease, S.SUSPENDED_QUEUED, t, "resume aborted by a preemptor")
+                self._enqueue(lease)
+        elif phase == END:
+            self._drop_run(run)
+            if run.post == SUSPEND:
+                lease.suspensions.append((run.run_end, run.end))
+                self._move(lease, S.SUSPENDED_PENDING, t, "suspended")
+                self._move(lease, S.SUSPENDED_QUEUED, t, "waiting to resume")
+                self._enqueue(lease)
+                actions.append(Action(t, "suspended", lease.id, run.hosts))
+            else:
+                lease.done_at = t
+                self._move(lease, S.DONE, t, "done")
+                actions.append(Action(t, "done", lease.id, run.hosts))
+
+    def _tick(self, now: int) -> None:
+        if now > self.now:
+            self.now = now
+        self.table.advance(self.now)
+
+    # -- the queue -------------------------------------------------------------------------
+
+    def schedule(self, now: int) -> None:
+        """One pass over the best-effort queue (Haizea's backfilling walk)."""
+        self._tick(now)
+        if not self.queue:
+            return
+        limit = self.config.backfilling
+        future = len(self._future_be)
+        waiting: list[Lease] = []
+        queue = self.queue
+        for i, lease in enumerate(queue):
+            may_reserve = limit is None or future < limit
+            if not may_reserve and not self.table.fits_now_hosts():
+                waiting.extend(queue[i:])  # nothing can start now and nothing may reserve
+                for rest in queue[i:]:
+                    rest.reason = "waiting: no capacity free now"
+                break
+            if self._schedule_be(lease, now, may_reserve):
+                if lease.run is not None and lease.run.start > now:
+                    future += 1
+                continue
+            waiting.append(lease)
+            if limit == 0:
+                waiting.extend(queue[i + 1:])
+                break
+        self.queue = waiting
+
+    def _enqueue(self, lease: Lease) -> None:
+        queue = self.queue
+        if not queue or queue[-1].queue_key <= lease.queue_key:
+            queue.append(lease)
+            return
+        keys = [q.queue_key for q in queue]
+        from bisect import bisect_right
+        queue.insert(bisect_right(keys, lease.queue_key), lease)
+
+    def _dequeue(self, lease: Lease) -> None:
+        self.queue.remove(lease)
+
+    def _replan_future(self, now: int) -> None:
+        """Give up every best-effort reservation that has not begun; the next pass places
+        them again in queue order, earlier where capacity freed up."""
+        for lease_id in sorted(self._future_be):
+            lease = self.leases[lease_id]
+            run = lease.run
+            if run is None or run.start <= now:
+                continue
+            self._release(run, now)
+            if lease.state is S.SUSPENDED_SCHEDULED:
+                self._move(lease, S.SUSPENDED_QUEUED, now, "re-planned")
+            else:
+                self._move(lease, S.QUEUED, now, "re-planned")
+            self._enqueue(lease)
+        self._future_be.clear()
+
+    # -- best-effort placement -------------------------------------------------------------
+
+    def _room_now(self, lease: Lease) -> int:
+        """Upper bound of the lease's virtual nodes that could start now (cached per table
+        version, since a queue walk asks it for many leases of the same shape)."""
+        table = self.table
+        if self._room_version != table.version:
+            self._room_cache.clear()
+            self._room_version = table.version
+        need = lease.need
+        room = self._room_cache.get(need)
+        if room is None:
+            room = table.room_now(need)
+            self._room_cache[need] = room
+        return room
+
+    def _schedule_be(self, lease: Lease, now: int, may_reserve: bool) -> bool:
+        cfg = self.config
+        need = lease.need
+        if not may_reserve and self._room_now(lease) < lease.nodes:
+            lease.reason = self._waiting_reason(lease, now, may_reserve)
+            return False
+        suspended = lease.state is S.SUSPENDED_QUEUED
+        shutdown = shutdown_duration(lease.nodes, cfg)
+        suspendable = lease.preemptible and cfg.suspension_enabled and self._fixed_future > 0
+        options: list[tuple[int, int, Run]] = []
+
+        def plan(hosts_pref: tuple[int, ...] | None, migrate_all: bool) -> Run | None:
+            layout = hosts_pref or self._guess_layout(lease)
+            resume = resume_time(layout, need.memory_mib, cfg) if suspended else 0
+            migrate = self._migration_time(lease, lease.nodes) if migrate_all else 0
+            pre = migrate + resume
+            full = pre + lease.remaining + shutdown
+            sus = suspend_time(layout, need.memory_mib, cfg) if suspendable else 0
+            min_len = full
+            if suspendable:
+                gap = math.ceil((sus + resume) * (1 + cfg.threshold_factor))
+                min_len = min(full, max(gap, pre + sus + 1))
+            ready = self._image_ready(lease, now) if not suspended else None
+            if hosts_pref is not None:
+                found = self._fit_on(lease, hosts_pref, now, min_len, may_reserve)
+                attempts: Iterable[tuple[int, list[Candidate]]] = found
+            else:
+                attempts = self.table.sweep(need, lease.nodes, min_len, now,
+                                            hosts=self._allowed(lease), ready=ready,
+                                            future=may_reserve)
+            for t, candidates in attempts:
+                run = self._choose(lease, t, candidates, pre, migrate, full, sus, min_len,
+                                   suspendable, fixed_hosts=hosts_pref)
+                if run is not None:
+                    return run
+            return None
+
+        if suspended and lease.last_hosts:
+            run = plan(lease.last_hosts, migrate_all=False)
+            if run is not None:
+                options.append((run.start, 0, run))
+            if cfg.migration:
+                moved = plan(None, migrate_all=True)
+                if moved is not None:
+                    options.append((moved.start, 1, moved))
+        else:
+            run = plan(None, migrate_all=False)
+            if run is not None:
+                options.append((run.start, 0, run))
+        if not options:
+            lease.reason = self._waiting_reason(lease, now, may_reserve)
+            return False
+        _, _, run = min(options, key=lambda o: (o[0], o[1]))
+        self._dequeue_if_queued(lease)
+        self._book(run, now)
+        if run.start > now:
+            self._future_be.add(lease.id)
+        new = S.SUSPENDED_SCHEDULED if suspended else S.SCHEDULED
+        when = "now" if run.start <= now else f"at {run.start} (future reservation)"
+        self._move(lease, new, now, f"scheduled {when}")
+        return True
+
+    def _dequeue_if_queued(self, lease: Lease) -> None:
+        # The pass rebuilds the queue itself; leases placed outside a pass leave here.
+        pass
+
+    def _choose(self, lease: Lease, t: int, candidates: list[Candidate], pre: int, migrate: int,
+                full: int, sus: int, min_len: int, suspendable: bool,
+                fixed_hosts: tuple[int, ...] | None) -> Run | None:
+        """Pick hosts among candidates at t; the run is partial (ends in a suspension before a
+        fixed reservation) only when the lease may be suspended and the gap is long enough."""
+        table = self.table
+        need = lease.need
+        end_full = t + full
+        if fixed_hosts is not None:
+            hosts = fixed_hosts
+            ends = [table.free_until(h, t, need, n, end_full) for h, n in Counter(hosts).items()]
+        else:
+            for c in candidates:
+                if table._nfuture[c.host]:  # only hosts with future bookings can be cut short
+                    c.until, c.blocked_by_fixed = table.free_until(c.host, t, need, 1, end_full)
+            score = self.policies.host_score
+            ranked = sorted(candidates, key=lambda c: (*score.key(lease, c, end_full), c.host))
+            chosen: list[int] = []
+            for c in ranked:
+                take = min(c.fits, lease.nodes - len(chosen))
+                chosen.extend([c.host] * take)
+                if len(chosen) == lease.nodes:
+                    break
+            if len(chosen) < lease.nodes:
+                return None
+            hosts = tuple(chosen)
+            ends = [table.free_until(h, t, need, n, end_full) if table._nfuture[h]
+                    else (end_full, True) for h, n in Counter(hosts).items()]
+        end = min(e for e, _ in ends)
+        if end >= end_full:
+            return Run(lease, hosts, t, t + migrate, t + pre, end_full - (full - pre - lease.remaining),
+                       end_full, SHUTDOWN)
+        if not suspendable or end - t < min_len or not all(fixed for e, fixed in ends if e == end):
+            return None
+        sus = suspend_time(hosts, need.memory_mib, self.config)
+        run_end = end - sus
+        if run_end <= t + pre:
+            return None
+        return Run(lease, hosts, t, t + migrate, t + pre, run_end, end, SUSPEND)
+
+    def _fit_on(self, lease: Lease, hosts: tuple[int, ...], now: int, length: int,
+                may_reserve: bool) -> Iterable[tuple[int, list[Candidate]]]:
+        """Times at which the lease fits back on exactly its previous hosts."""
+        per_host = Counter(hosts)
+        times = [now] + (self.table.changepoints(now) if may_reserve else [])
+        for t in times:
+            if all(self.table.fit_count(h, t, t + length, lease.need)[0] >= n
+                   and self.table.enabled[h] for h, n in per_host.items()):
+                yield t, []
+
+    def _guess_layout(self, lease: Lease) -> tuple[int, ...]:
+        return lease.last_hosts or tuple(range(lease.nodes))
+
+    def _migration_time(self, lease: Lease, vms: int) -> int:
+        size = lease.need.memory_mib + (lease.image_size if self.config.image_transfer != "none" else 0)
+        return transfer_time(size * vms, self.config.bandwidth)
+
+    def _allowed(self, lease: Lease) -> set[int] | None:
+        return self.policies.host_filter.allowed(lease, self.hosts)
+
+    def _waiting_reason(self, lease: Lease, now: int, may_reserve: bool) -> str:
+        if not may_reserve:
+            limit = self.config.backfilling
+            return (f"waiting: does not fit now and the backfilling limit ({limit} future "
+                    f"reservation{'s' if limit != 1 else ''}) is taken")
+        return "waiting: no fit now or at any future changepoint"
+
+    # -- images ----------------------------------------------------------------------------
+
+    def _image_ready(self, lease: Lease, now: int) -> dict[int, int] | None:
+        """When each host could hold the lease's image if its transfer were queued now."""
+        cfg = self.config
+        if cfg.image_transfer == "none" or not lease.image:
+            return None
+        size = transfer_time(lease.image_size, cfg.bandwidth)
+        start = self.link.earliest(now, size)
+        copies = 1 if cfg.image_transfer == "multicast" else lease.nodes
+        arrive = self.link.earliest(now, size * copies) + size * copies if copies > 1 else start + size
+        ready = {}
+        for h in range(len(self.hosts)):
+            have = self.cache[h].get(lease.image) if cfg.image_cache else None
+            ready[h] = have if have is not None and have <= arrive else arrive
+            if have is not None:
+                ready[h] = max(now, min(have, arrive))
+        return ready
+
+    def _book_transfers(self, lease: Lease, hosts: Iterable[int], deadline: int, now: int,
+                        latest: bool) -> bool:
+        """Reserve the image transfers the hosts need; ARs take the latest slot ending by the
+        deadline (earliest-deadline order), BE leases the earliest slot (first come first
+        served). False if an AR's transfers cannot make the deadline."""
+        cfg = self.config
+        if cfg.image_transfer == "none" or not lease.image:
+            return True
+        missing = sorted({h for h in hosts
+                          if not (cfg.image_cache and self.cache[h].get(lease.image, INFINITY)
+                                  <= deadline)})
+        if not missing:
+            return True
+        one = transfer_time(lease.image_size, cfg.bandwidth)
+        total = one if cfg.image_transfer == "multicast" else one * len(missing)
+        if latest:
+            start = self.link.latest(deadline, total, now)
+            if start is None:
+                return False
+        else:
+            start = self.link.earliest(now, total)
+        self.link.book(start, start + total)
+        lease.transfers.append((start, start + total))
+        for h in missing:
+            self.cache[h][lease.image] = start + total
+        return True
+
+    # -- exact placement (AR, IM) ---------------------------------------------------------
+
+    def _schedule_exact(self, lease: Lease, now: int) -> Decision:
+        cfg = self.config
+        if lease.type is LeaseType.IM:
+            start = now
+            shutdown = shutdown_duration(lease.nodes, cfg)
+            end = start + lease.duration + shutdown
+            run_end = start + lease.duration
+        else:
+            start = lease.start_req if lease.start_req is not None else now
+            if start < now:
+                return self._reject(lease, now, f"start {start} is in the past (now {now})")
+            shutdown = shutdown_duration(lease.nodes, cfg)
+            end = start + lease.duration
+            run_end = end - shutdown  # an AR's shutdown is carved from its window
+            if run_end <= start:
+                return self._reject(lease, now, f"duration {lease.duration} s is shorter than "
+                                                f"its shutdown ({shutdown} s)")
+        if cfg.image_transfer != "none" and lease.image and lease.type is LeaseType.IM:
+            hosts_ok = {h for h in range(len(self.hosts))
+                        if cfg.image_cache and self.cache[h].get(lease.image, INFINITY) <= now}
+        else:
+            hosts_ok = None
+        allowed = self._allowed(lease)
+        if allowed is not None:
+            hosts_ok = allowed if hosts_ok is None else hosts_ok & allowed
+        hosts = self._place_exact(lease, start, end, hosts_ok)
+        preempted: list[Preemption] = []
+        if hosts is None:
+            victims, reasons = self._find_victims(lease, start, end, hosts_ok)
+            if victims is None:
+                return self._reject(lease, now, "; ".join(reasons))
+            for victim in victims:
+                preempted.append(self._preempt(victim, start, now))
+            hosts = self._place_exact(lease, start, end, hosts_ok)
+            assert hosts is not None, "victims were chosen so that the lease fits"
+        if not self._book_transfers(lease, hosts, start, now, latest=True):
+            return self._reject(lease, now, "transfer: no slot on the image link before the start")
+        run = Run(lease, hosts, start, start, start, run_end, end, SHUTDOWN)
+        self._book(run, now)
+        self._fixed_future += 1
+        self._move(lease, S.SCHEDULED, now, f"reserved [{start}, {end})")
+        if preempted:
+            self._replan_future(now)
+            self.schedule(now)
+        return Decision(lease.id, lease.state, start, end, hosts, preempted)
+
+    def _place_exact(self, lease: Lease, start: int, end: int,
+                     allowed: set[int] | None) -> tuple[int, ...] | None:
+        candidates = self.table.candidates_at(start, end, lease.need, allowed)
+        if sum(c.fits for c in candidates) < lease.nodes:
+            return None
+        score = self.policies.host_score
+        ranked = sorted(candidates, key=lambda c: (*score.key(lease, c, end), c.host))
+        chosen: list[int] = []
+        for c in ranked:
+            chosen.extend([c.host] * min(c.fits, lease.nodes - len(chosen)))
+            if len(chosen) == lease.nodes:
+                return tuple(chosen)
+        return None
+
+    def _find_victims(self, lease: Lease, start: int, end: int,
+                      allowed: set[int] | None) -> tuple[list[Lease] | None, list[str]]:
+        """Preemption as a what-if: take candidate victims out one at a time (policy order)
+        until the lease fits, then give back those that were not needed."""
+        overlapping: dict[int, Lease] = {}
+        for h in range(len(self.hosts)):
+            for b in self.table.bookings(h):
+                if b.start < end and b.end > start:
+                    owner = b.owner.lease  # type: ignore[attr-defined]
+                    overlapping[owner.id] = owner
+        need = f"{lease.nodes} x {lease.need.cpus} CPU/{lease.need.memory_mib} MiB"
+        reasons = [f"no room for {need} during [{start}, {end})"]
+        policy = self.policies.preemption
+        ranked = policy.rank(lease, list(overlapping.values()), start)
+        for victim in overlapping.values():
+            if victim not in ranked:
+                reasons.append(str(policy.may_preempt(lease, victim, start)))
+        if not ranked:
+            return None, reasons
+        removed: list[tuple[Lease, list[Booking]]] = []
+        fits = False
+        for victim in ranked:
+            assert victim.run is not None
+            bookings = list(victim.run.bookings)
+            for b in bookings:
+                self.table.remove(b)
+            removed.append((victim, bookings))
+            if self._place_exact(lease, start, end, allowed) is not None:
+                fits = True
+                break
+        if fits:
+            # Reprieve: give back, most precious first, every victim the lease can do without.
+            for i in range(len(removed) - 2, -1, -1):
+                victim, bookings = removed[i]
+                for b in bookings:
+                    self.table.add(b)
+                if self._place_exact(lease, start, end, allowed) is None:
+                    for b in bookings:
+                        self.table.remove(b)
+                else:
+                    removed[i] = (victim, [])
+        victims = [v for v, bookings in removed if bookings]
+        for _victim, bookings in removed:
+            for b in bookings:
+                self.table.add(b)
+        if not fits:
+            reasons.append(f"still no room after preempting {len(removed)} lease(s)")
+            return None, reasons
+        return victims, reasons
+
+    def _preempt(self, victim: Lease, at: int, now: int) -> Preemption:
+        """Make `victim` give up its hosts from `at`: suspend it so that it is fully suspended
+        exactly at `at`, or kill and requeue it, or (not begun yet) just requeue it."""
+        run = victim.run
+        assert run is not None
+        victim.preempted += 1
+        self.preemptions += 1
+        if run.start > now:
+            self._release(run, now)
+            self._future_be.discard(victim.id)
+            if victim.state is S.SUSPENDED_SCHEDULED:
+                self._move(victim, S.SUSPENDED_QUEUED, now, f"reservation given up to an AR at {at}")
+            else:
+                self._move(victim, S.QUEUED, now, f"reservation given up to an AR at {at}")
+            self._enqueue(victim)
+            return Preemption(victim.id, "requeue", at)
+        if self.config.suspension_enabled:
+            sus = suspend_time(run.hosts, victim.need.memory_mib, self.config)
+            suspend_at = at - sus
+            if suspend_at > run.run_start and suspend_at >= now:
+                self._cut(run, suspend_at, at, SUSPEND)
+                victim.reason = f"preempted: suspends at {suspend_at} for an AR at {at}"
+                return Preemption(victim.id, "suspend", at)
+        kill_at = max(at, run.run_start) if run.run_start < at else at
+        if run.run_start >= at:
+            run.run_start = run.run_end = at
+        self._cut(run, kill_at, at, KILL)
+        victim.reason = f"preempted: killed at {at} and requeued"
+        return Preemption(victim.id, "kill", at)
+
+    def _cut(self, run: Run, run_end: int, end: int, post: str) -> None:
+        run.run_end = run_end
+        run.end = end
+        run.post = post
+        for b in run.bookings:
+            self.table.truncate(b, end)
+        run.bookings = [b for b in run.bookings if b.end > b.start and b in self.table.by_host[b.host]]
+        self._push(run)
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _book(self, run: Run, now: int) -> None:
+        lease = run.lease
+        lease.run = run
+        for h in run.hosts:
+            run.bookings.append(self.table.add(Booking(run.start, run.end, h, lease.need, run)))
+        if lease.type is LeaseType.BE and lease.image:
+            self._book_transfers(lease, set(run.hosts), run.start, now, latest=False)
+        self._push(run)
+
+    def _push(self, run: Run) -> None:
+        for phase, name in _PHASE_FIELD.items():
+            if run.step < _PHASE_STEP[phase]:
+                self._seq += 1
+                heapq.heappush(self._heap, (getattr(run, name), phase, self._seq, run))
+
+    def _release(self, run: Run, now: int) -> None:
+        for b in run.bookings:
+            if b in self.table.by_host[b.host]:
+                if b.start >= now:
+                    self.table.remove(b)
+                else:
+                    self.table.truncate(b, now)
+        run.bookings = []
+        self._drop_run(run)
+
+    def _drop_run(self, run: Run) -> None:
+        lease = run.lease
+        if lease.run is run:
+            lease.run = None
+            if lease.type is not LeaseType.BE:
+                self._fixed_future -= 1
+
+    def _reject(self, lease: Lease, now: int, reason: str) -> Decision:
+        lease.reason = reason
+        self._move(lease, S.REJECTED, now, reason)
+        return Decision(lease.id, S.REJECTED, reasons=[reason])
+
+    def _move(self, lease: Lease, new: LeaseState, now: int, reason: str) -> None:
+        old = lease.move(new)
+        lease.reason = reason
+        if self.listener is not None:
+            self.listener(lease, old, new, now, reason)
+
+
+def insort_lease(queue: list[Lease], lease: Lease) -> None:
+    insort(queue, lease, key=lambda q: q.queue_key)

@@ -1,0 +1,122 @@
+"""The lease model: lease types, the explicit state machine, requests and capacities.
+
+Times are integer seconds on whatever clock the caller passes in (trace seconds in
+simulation, Unix seconds in real operation); the scheduler never reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from cloudctl.errors import InvalidTransition
+
+
+class LeaseType(str, Enum):
+    AR = "ar"  # advance reservation: exact start
+    BE = "be"  # best-effort: queued, as soon as possible
+    IM = "im"  # immediate: now or never
+
+
+class LeaseState(str, Enum):
+    NEW = "new"
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    PREPARING = "preparing"
+    READY = "ready"
+    ACTIVE = "active"
+    SUSPENDING = "suspending"
+    SUSPENDED_PENDING = "suspended-pending"
+    SUSPENDED_QUEUED = "suspended-queued"
+    SUSPENDED_SCHEDULED = "suspended-scheduled"
+    MIGRATING = "migrating"
+    RESUMING = "resuming"
+    RESUMED_READY = "resumed-ready"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAIL = "fail"
+    REJECTED = "rejected"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+
+S = LeaseState
+FINAL_STATES = frozenset({S.DONE, S.CANCELLED, S.FAIL, S.REJECTED})
+
+# Haizea's transition table, plus the requeue edges Haizea lacks: a running lease that is
+# preempted without suspension goes back to the queue (Active -> Queued), and a future
+# reservation given up for an earlier one or for a preemptor goes back too.
+_EDGES: dict[LeaseState, set[LeaseState]] = {
+    S.NEW: {S.PENDING},
+    S.PENDING: {S.SCHEDULED, S.QUEUED, S.REJECTED},
+    S.QUEUED: {S.SCHEDULED},
+    S.SCHEDULED: {S.PREPARING, S.READY, S.ACTIVE, S.QUEUED},
+    S.PREPARING: {S.READY, S.QUEUED},
+    S.READY: {S.ACTIVE, S.QUEUED},
+    S.ACTIVE: {S.SUSPENDING, S.DONE, S.QUEUED},
+    S.SUSPENDING: {S.SUSPENDED_PENDING},
+    S.SUSPENDED_PENDING: {S.SUSPENDED_QUEUED, S.SUSPENDED_SCHEDULED},
+    S.SUSPENDED_QUEUED: {S.SUSPENDED_SCHEDULED},
+    S.SUSPENDED_SCHEDULED: {S.MIGRATING, S.RESUMING, S.SUSPENDED_QUEUED},
+    S.MIGRATING: {S.RESUMING, S.SUSPENDED_QUEUED},
+    S.RESUMING: {S.RESUMED_READY, S.ACTIVE},
+    S.RESUMED_READY: {S.ACTIVE},
+}
+for _state in LeaseState:
+    if not _state.final:
+        _EDGES.setdefault(_state, set()).update({S.CANCELLED, S.FAIL})
+TRANSITIONS: dict[LeaseState, frozenset[LeaseState]] = {k: frozenset(v) for k, v in _EDGES.items()}
+
+
+def check_transition(lease_id: int, old: LeaseState, new: LeaseState) -> None:
+    """Raise InvalidTransition unless the table allows old -> new."""
+    if new not in TRANSITIONS.get(old, frozenset()):
+        raise InvalidTransition(f"lease {lease_id}: {old.value} -> {new.value} is not allowed")
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """Per-node resources: whole CPUs, memory and disk in MiB."""
+
+    cpus: int
+    memory_mib: int
+    disk_mib: int = 0
+
+    def fits_in(self, other: Capacity) -> bool:
+        return (
+            self.cpus <= other.cpus
+            and self.memory_mib <= other.memory_mib
+            and self.disk_mib <= other.disk_mib
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HostSpec:
+    """A physical host as the scheduler sees it."""
+
+    name: str
+    capacity: Capacity
+    enabled: bool = True
+
+
+@dataclass(slots=True)
+class LeaseRequest:
+    """What a user or a trace asks for; the scheduler turns it into a Lease."""
+
+    id: int
+    type: LeaseType
+    submit: int
+    nodes: int
+    capacity: Capacity
+    duration: int
+    start: int | None = None  # exact start of an AR
+    preemptible: bool = True
+    image: str | None = None
+    image_size_mib: int = 0
+    real_duration: int | None = None  # simulation only: the lease ends this early
+    name: str | None = None
+    source: str = ""  # "file:line" where the request came from, for error messages
+    extra: dict[str, object] = field(default_factory=dict)

@@ -1,0 +1,417 @@
+"""The slot table: every host's reservations of resources over time.
+
+A booking holds (cpus, memory, disk) on one host during [start, end). A changepoint is any
+time a booking starts or ends; between two changepoints availability is constant.
+
+The table keeps enough incremental state that the questions the scheduler asks most often
+cost in proportion to what is free, not to the size of the cluster:
+- hosts with some capacity free *now* (``_free_now``) answer "can it start now?";
+- a sorted list of booking ends lets ``sweep`` find the earliest time k virtual nodes fit,
+  releasing bookings in end order instead of re-checking every host at every changepoint.
+Hosts holding a booking that starts after ``now`` ("future" hosts) are checked directly.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from cloudctl.scheduler.model import Capacity, HostSpec
+
+INFINITY = 1 << 62
+
+
+class Booking:
+    """One virtual node's hold on one host during [start, end)."""
+
+    __slots__ = ("start", "end", "host", "cpus", "mem", "disk", "owner", "seq", "counted")
+
+    def __init__(self, start: int, end: int, host: int, need: Capacity, owner: object) -> None:
+        self.start = start
+        self.end = end
+        self.host = host
+        self.cpus = need.cpus
+        self.mem = need.memory_mib
+        self.disk = need.disk_mib
+        self.owner = owner  # the run (VMRR) that holds it
+        self.seq = 0
+        self.counted = False  # included in the host's usage-now
+
+    def __repr__(self) -> str:
+        return f"Booking(h{self.host} [{self.start},{self.end}) {self.cpus}c/{self.mem}M)"
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A host that can hold `fits` virtual nodes of a lease from a given time."""
+
+    host: int
+    fits: int
+    overlapping: int  # bookings on the host overlapping the window (Haizea: "fewer leases")
+    until: int = INFINITY  # how long the capacity stays free (for runs that may be suspended)
+    blocked_by_fixed: bool = True  # the booking that ends the window cannot move
+    free_since: int = -INFINITY  # when the host's last booking before the window ends
+
+
+def vnodes_fitting(free_cpu: int, free_mem: int, free_disk: int, need: Capacity) -> int:
+    """How many virtual nodes of `need` fit in the given free capacity."""
+    if free_cpu < 0 or free_mem < 0 or free_disk < 0:
+        return 0
+    n = 1 << 20
+    if need.cpus > 0:
+        n = free_cpu // need.cpus
+    if need.memory_mib > 0:
+        m = free_mem // need.memory_mib
+        if m < n:
+            n = m
+    if need.disk_mib > 0:
+        m = free_disk // need.disk_mib
+        if m < n:
+            n = m
+    return n
+
+
+class SlotTable:
+    def __init__(self, hosts: Iterable[HostSpec], now: int = 0) -> None:
+        self.hosts: list[HostSpec] = list(hosts)
+        n = len(self.hosts)
+        self.cap = [(h.capacity.cpus, h.capacity.memory_mib, h.capacity.disk_mib) for h in self.hosts]
+        self.enabled = [h.enabled for h in self.hosts]
+        self.by_host: list[list[Booking]] = [[] for _ in range(n)]
+        self.now = now
+        self._seq = 0
+        self._ends: list[tuple[int, int, Booking]] = []  # sorted by (end, seq)
+        self._starts: list[tuple[int, int, Booking]] = []  # future bookings, sorted by start
+        self._used_now = [[0, 0, 0] for _ in range(n)]
+        self._nfuture = [0] * n
+        self._future_set: set[int] = set()
+        self._free_now: set[int] = {i for i in range(n) if self.enabled[i]}
+        self.version = 0  # bumped on every change, for callers' caches
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def add(self, booking: Booking) -> Booking:
+        self._seq += 1
+        booking.seq = self._seq
+        self.by_host[booking.host].append(booking)
+        insort(self._ends, (booking.end, booking.seq, booking))
+        if booking.start <= self.now:
+            self._count_now(booking)
+        else:
+            self._nfuture[booking.host] += 1
+            self._future_set.add(booking.host)
+            insort(self._starts, (booking.start, booking.seq, booking))
+        self.version += 1
+        return booking
+
+    def remove(self, booking: Booking) -> None:
+        h = booking.host
+        self.by_host[h].remove(booking)
+        self._delete_sorted(self._ends, booking.end, booking)
+        if booking.counted:
+            self._uncount_now(booking)
+        elif booking.start > self.now:
+            self._nfuture[h] -= 1
+            if not self._nfuture[h]:
+                self._future_set.discard(h)
+            self._delete_sorted(self._starts, booking.start, booking)
+        self.version += 1
+
+    def truncate(self, booking: Booking, end: int) -> None:
+        """Shorten a booking to end at `end` (a preempted or early-ended run)."""
+        if end <= booking.start:
+            self.remove(booking)
+            return
+        self._delete_sorted(self._ends, booking.end, booking)
+        booking.end = end
+        insort(self._ends, (booking.end, booking.seq, booking))
+        if booking.counted and end <= self.now:
+            self._uncount_now(booking)
+            self.by_host[booking.host].remove(booking)
+            self._delete_sorted(self._ends, booking.end, booking)
+        self.version += 1
+
+    def advance(self, now: int) -> None:
+        """Move the table's clock: bookings that started count as used, ended ones go."""
+        if now < self.now:
+            return
+        self.now = now
+        starts = self._starts
+        i = 0
+        while i < len(starts) and starts[i][0] <= now:
+            b = starts[i][2]
+            self._nfuture[b.host] -= 1
+            if not self._nfuture[b.host]:
+                self._future_set.discard(b.host)
+            self._count_now(b)
+            i += 1
+        if i:
+            del starts[:i]
+        ends = self._ends
+        j = 0
+        while j < len(ends) and ends[j][0] <= now:
+            b = ends[j][2]
+            self.by_host[b.host].remove(b)
+            if b.counted:
+                self._uncount_now(b)
+            j += 1
+        if j:
+            del ends[:j]
+        if i or j:
+            self.version += 1
+
+    def set_enabled(self, host: int, enabled: bool) -> None:
+        self.enabled[host] = enabled
+        self._refresh_free(host)
+        self.version += 1
+
+    def _count_now(self, b: Booking) -> None:
+        used = self._used_now[b.host]
+        used[0] += b.cpus
+        used[1] += b.mem
+        used[2] += b.disk
+        b.counted = True
+        self._refresh_free(b.host)
+
+    def _uncount_now(self, b: Booking) -> None:
+        used = self._used_now[b.host]
+        used[0] -= b.cpus
+        used[1] -= b.mem
+        used[2] -= b.disk
+        b.counted = False
+        self._refresh_free(b.host)
+
+    def _refresh_free(self, h: int) -> None:
+        cpu, mem, _disk = self.cap[h]
+        used = self._used_now[h]
+        if self.enabled[h] and cpu - used[0] > 0 and mem - used[1] > 0:
+            self._free_now.add(h)
+        else:
+            self._free_now.discard(h)
+
+    @staticmethod
+    def _delete_sorted(items: list[tuple[int, int, Booking]], key: int, booking: Booking) -> None:
+        i = bisect_left(items, (key, booking.seq))
+        if i < len(items) and items[i][2] is booking:
+            del items[i]
+            return
+        for k, item in enumerate(items):  # the key changed under us; fall back to a scan
+            if item[2] is booking:
+                del items[k]
+                return
+
+    # -- questions -------------------------------------------------------------------------
+
+    def changepoints(self, after: int) -> list[int]:
+        """Distinct booking end times strictly after `after`, in order."""
+        ends = self._ends
+        out: list[int] = []
+        for i in range(bisect_right(ends, (after, INFINITY)), len(ends)):
+            t = ends[i][0]
+            if not out or out[-1] != t:
+                out.append(t)
+        return out
+
+    def bookings(self, host: int) -> list[Booking]:
+        return self.by_host[host]
+
+    def usage_at(self, host: int, t: int) -> tuple[int, int, int]:
+        cpu = mem = disk = 0
+        for b in self.by_host[host]:
+            if b.start <= t < b.end:
+                cpu += b.cpus
+                mem += b.mem
+                disk += b.disk
+        return cpu, mem, disk
+
+    def fit_count(self, h: int, start: int, end: int, need: Capacity) -> tuple[int, int]:
+        """(virtual nodes of `need` that fit on host h throughout [start, end), bookings overlapping)."""
+        cap_cpu, cap_mem, cap_disk = self.cap[h]
+        overlapping = [b for b in self.by_host[h] if b.start < end and b.end > start]
+        if not overlapping:
+            return vnodes_fitting(cap_cpu, cap_mem, cap_disk, need), 0
+        best = 1 << 30
+        # Usage is piecewise constant; its peaks are at the starts of overlapping bookings.
+        for p in {max(start, b.start) for b in overlapping}:
+            cpu = mem = disk = 0
+            for b in overlapping:
+                if b.start <= p < b.end:
+                    cpu += b.cpus
+                    mem += b.mem
+                    disk += b.disk
+            best = min(best, vnodes_fitting(cap_cpu - cpu, cap_mem - mem, cap_disk - disk, need))
+        return best, len(overlapping)
+
+    def free_until(self, h: int, start: int, need: Capacity, count: int, limit: int) -> tuple[int, bool]:
+        """How long from `start` host h can keep `count` vnodes of `need` (capped at `limit`),
+        and whether the booking that cuts it short is fixed (cannot move)."""
+        cap_cpu, cap_mem, cap_disk = self.cap[h]
+        later = sorted((b for b in self.by_host[h] if b.end > start and b.start < limit),
+                       key=lambda b: b.start)
+        cpu0, mem0, disk0 = need.cpus * count, need.memory_mib * count, need.disk_mib * count
+        for p_booking in later:
+            p = max(start, p_booking.start)
+            cpu = mem = disk = 0
+            for b in later:
+                if b.start <= p < b.end:
+                    cpu += b.cpus
+                    mem += b.mem
+                    disk += b.disk
+            if cpu + cpu0 > cap_cpu or mem + mem0 > cap_mem or disk + disk0 > cap_disk:
+                owner = p_booking.owner
+                fixed = not getattr(owner, "movable", False)
+                return p, fixed
+        return limit, True
+
+    def room_now(self, need: Capacity) -> int:
+        """Virtual nodes of `need` that fit now, ignoring bookings that have not started
+        (an upper bound on what can start now)."""
+        cap = self.cap
+        used = self._used_now
+        total = 0
+        for h in self._free_now:
+            c = cap[h]
+            u = used[h]
+            total += vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
+        return total
+
+    def fits_now_hosts(self) -> set[int]:
+        return self._free_now
+
+    def future_hosts(self) -> list[int]:
+        """Hosts holding a booking that has not started yet, in host order."""
+        return sorted(h for h in self._future_set if self.enabled[h])
+
+    def has_future(self, h: int) -> bool:
+        return self._nfuture[h] > 0
+
+    def candidates_at(self, start: int, end: int, need: Capacity,
+                      hosts: Iterable[int] | None = None) -> list[Candidate]:
+        """Every host (or every one of `hosts`) that holds at least one vnode during [start, end)."""
+        out = []
+        for h in (range(len(self.hosts)) if hosts is None else hosts):
+            if not self.enabled[h]:
+                continue
+            fits, overlapping = self.fit_count(h, start, end, need)
+            if fits > 0:
+                out.append(Candidate(h, fits, overlapping))
+        return out
+
+    def sweep(self, need: Capacity, k: int, duration: int, t0: int,
+              hosts: set[int] | None = None, ready: dict[int, int] | None = None,
+              future: bool = True) -> Iterator[tuple[int, list[Candidate]]]:
+        """Yield (T, candidates) for each changepoint T >= t0, in order, at which at least k
+        vnodes of `need` fit for [T, T+duration); with future=False only T = t0 is tried.
+
+        `hosts` restricts the hosts used; `ready` gives hosts that may be used only from a
+        given time (an image still in transit).  t0 must not be before the table's clock.
+        """
+        t0 = max(t0, self.now)
+        ready = ready or {}
+        enabled = self.enabled
+        nfuture = self._nfuture
+        cap = self.cap
+
+        def allowed(h: int, t: int) -> bool:
+            return enabled[h] and (hosts is None or h in hosts) and ready.get(h, -1) <= t
+
+        # Every host's fit counting only bookings that have started is an upper bound; it is
+        # exact for hosts without future bookings ("simple"), whose usage only falls from now.
+        pool: Iterable[int] = self._free_now if hosts is None else (
+            h for h in hosts if h in self._free_now)
+        scratch: dict[int, list[int]] = {}
+        contrib: dict[int, int] = {}
+        released: dict[int, int] = {}
+        simple_total = 0
+        upper_total = 0
+        for h in pool:
+            u = self._used_now[h]
+            c = cap[h]
+            f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
+            if f > 0:
+                contrib[h] = f
+                if allowed(h, t0):
+                    upper_total += f
+                    if not nfuture[h]:
+                        simple_total += f
+        pending_ready = sorted((t, h) for h, t in ready.items() if t > t0)
+
+        ends = self._ends
+        n_ends = len(ends)
+        i = 0
+        t = t0
+        while True:
+            # Hosts whose image arrives by t start to count...
+            while pending_ready and pending_ready[0][0] <= t:
+                _, h = pending_ready.pop(0)
+                if enabled[h] and (hosts is None or h in hosts):
+                    f = contrib.get(h, 0)
+                    upper_total += f
+                    if not nfuture[h]:
+                        simple_total += f
+            # ...and bookings that end by t give their capacity back.
+            while i < n_ends and ends[i][0] <= t:
+                b = ends[i][2]
+                i += 1
+                if not b.counted:
+                    continue
+                h = b.host
+                u = scratch.get(h)
+                if u is None:
+                    u = scratch[h] = list(self._used_now[h])
+                u[0] -= b.cpus
+                u[1] -= b.mem
+                u[2] -= b.disk
+                released[h] = b.end
+                c = cap[h]
+                f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
+                old = contrib.get(h, 0)
+                if f != old:
+                    contrib[h] = f
+                    if allowed(h, t):
+                        upper_total += f - old
+                        if not nfuture[h]:
+                            simple_total += f - old
+            if upper_total >= k:
+                exact: dict[int, Candidate] = {}
+                total = simple_total
+                if simple_total < k:
+                    for h in sorted(self._future_set):
+                        if contrib.get(h, 0) > 0 and allowed(h, t):
+                            f, overlapping = self.fit_count(h, t, t + duration, need)
+                            if f > 0:
+                                exact[h] = Candidate(h, f, overlapping)
+                                total += f
+                if total >= k:
+                    yield t, self._collect(t, duration, need, contrib, exact, released, allowed)
+            if not future:
+                return
+            if i >= n_ends and not pending_ready:
+                return
+            t = ends[i][0] if i < n_ends else INFINITY
+            if pending_ready:
+                t = min(t, pending_ready[0][0])
+
+    def _collect(self, t: int, duration: int, need: Capacity, contrib: dict[int, int],
+                 exact: dict[int, Candidate], released: dict[int, int],
+                 allowed: Callable[[int, int], bool]) -> list[Candidate]:
+        out = []
+        nfuture = self._nfuture
+        for h, f in contrib.items():
+            if f <= 0 or not allowed(h, t):
+                continue
+            if nfuture[h]:
+                c = exact.get(h)
+                if c is None:
+                    fits, overlapping = self.fit_count(h, t, t + duration, need)
+                    if fits <= 0:
+                        continue
+                    c = Candidate(h, fits, overlapping)
+            else:
+                overlapping = sum(1 for b in self.by_host[h] if b.end > t)
+                c = Candidate(h, f, overlapping)
+            c.free_since = released.get(h, -INFINITY)
+            out.append(c)
+        return out
+

@@ -1,0 +1,1 @@
+"""Drivers: hypervisor, storage, network and cloud bursting, registered by entry point."""

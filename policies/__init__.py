@@ -1,0 +1,1 @@
+"""Scheduling policies, one small object per extension point."""

@@ -1,0 +1,28 @@
+"""Host scoring: which of the hosts that fit a lease to use first."""
+
+from __future__ import annotations
+
+from cloudctl.scheduler.lease import Lease
+from cloudctl.scheduler.slottable import Candidate
+
+
+class Greedy:
+    """Haizea's greedy mapping: hosts that stay free for the whole run first, then hosts with
+    fewer leases; several virtual nodes go to one host when they fit.  Among equals, a future
+    reservation takes the hosts that free up last, leaving the hosts free now to backfilling
+    (what count-based EASY does implicitly)."""
+
+    name = "greedy"
+
+    def key(self, lease: Lease, candidate: Candidate, end: int) -> tuple[int, ...]:
+        return (0 if candidate.until >= end else 1, candidate.overlapping, -candidate.until,
+                -candidate.free_since)
+
+
+class Pack:
+    """Fill busy hosts first, keeping whole hosts free for wide leases."""
+
+    name = "pack"
+
+    def key(self, lease: Lease, candidate: Candidate, end: int) -> tuple[int, ...]:
+        return (0 if candidate.until >= end else 1, -candidate.overlapping, candidate.fits)
