@@ -13,6 +13,7 @@ class Greedy:
     (what count-based EASY does implicitly)."""
 
     name = "greedy"
+    idle_first = True  # a host with nothing overlapping beats any other (lets AR placement stop early)
 
     def key(self, lease: Lease, candidate: Candidate, end: int) -> tuple[int, ...]:
         return (0 if candidate.until >= end else 1, candidate.overlapping, -candidate.until,

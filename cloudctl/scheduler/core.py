@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from cloudctl.errors import InvalidInput
 from cloudctl.policies.admission import cluster_fit
+from cloudctl.policies.base import Status
 from cloudctl.policies.registry import PolicySet
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.lease import KILL, SHUTDOWN, SUSPEND, Lease, Run
@@ -97,6 +98,8 @@ class Scheduler:
         self.listener = listener
         self.preemptions = 0
         self._room_cache: dict[object, int] = {}
+        self._fit_cache: dict[tuple[object, int], Status] = {}
+        self._misfits: dict[object, list[tuple[int, int]]] = {}
         self._room_version = -1
 
     # -- requests ------------------------------------------------------------------------
@@ -110,7 +113,7 @@ class Scheduler:
         lease = Lease(request)
         self.leases[lease.id] = lease
         self._move(lease, S.PENDING, now, "submitted")
-        status = cluster_fit(request, self.hosts)
+        status = self._cluster_fit(request)
         if status.ok:
             status = self.policies.admission.admit(request, self.hosts)
         if not status.ok:
@@ -120,6 +123,13 @@ class Scheduler:
             self._move(lease, S.QUEUED, now, "queued")
             return Decision(lease.id, lease.state)
         return self._schedule_exact(lease, now)
+
+    def _cluster_fit(self, request: LeaseRequest) -> Status:
+        key = (request.capacity, request.nodes)
+        status = self._fit_cache.get(key)
+        if status is None:
+            status = self._fit_cache[key] = cluster_fit(request, self.hosts)
+        return status
 
     def cancel(self, lease_id: int, now: int, reason: str = "cancelled") -> Lease:
         lease = self.leases[lease_id]
@@ -285,20 +295,32 @@ class Scheduler:
         self.queue.remove(lease)
 
     def _replan_future(self, now: int) -> None:
-        """Give up every best-effort reservation that has not begun; the next pass places
-        them again in queue order, earlier where capacity freed up."""
-        for lease_id in sorted(self._future_be):
+        """Capacity came free early: every best-effort reservation that has not begun and
+        could now start earlier is given up, and the next pass places it again in queue
+        order (compression).  Reservations that cannot move keep their hosts."""
+        for lease_id in sorted(self._future_be, key=lambda i: self.leases[i].queue_key):
             lease = self.leases[lease_id]
             run = lease.run
             if run is None or run.start <= now:
                 continue
+            if not self._could_start_before(lease, run, now):
+                continue
+            self._future_be.discard(lease_id)
             self._release(run, now)
             if lease.state is S.SUSPENDED_SCHEDULED:
                 self._move(lease, S.SUSPENDED_QUEUED, now, "re-planned")
             else:
                 self._move(lease, S.QUEUED, now, "re-planned")
             self._enqueue(lease)
-        self._future_be.clear()
+
+    def _could_start_before(self, lease: Lease, run: Run, now: int) -> bool:
+        if self.config.image_transfer != "none" or lease.suspended or run.post != SHUTDOWN:
+            return True  # not worth being clever: re-plan
+        length = run.end - run.start
+        for _ in self.table.sweep(lease.need, lease.nodes, length, now, before=run.start,
+                                  ignore=run, hosts=self._allowed(lease)):
+            return True
+        return False
 
     # -- best-effort placement -------------------------------------------------------------
 
@@ -308,6 +330,7 @@ class Scheduler:
         table = self.table
         if self._room_version != table.version:
             self._room_cache.clear()
+            self._misfits.clear()
             self._room_version = table.version
         need = lease.need
         room = self._room_cache.get(need)
@@ -316,13 +339,25 @@ class Scheduler:
             self._room_cache[need] = room
         return room
 
+    def _known_not_to_fit(self, lease: Lease, suspended: bool) -> bool:
+        """A lease of the same shape, no smaller and no shorter, failed to start now against
+        this very table: this one cannot start either (queue walks ask this a lot)."""
+        if suspended:
+            return False
+        self._room_now(lease)  # clears the caches when the table changed
+        for nodes, length in self._misfits.get(lease.need, ()):
+            if lease.nodes >= nodes and lease.remaining >= length:
+                return True
+        return False
+
     def _schedule_be(self, lease: Lease, now: int, may_reserve: bool) -> bool:
         cfg = self.config
         need = lease.need
-        if not may_reserve and self._room_now(lease) < lease.nodes:
-            lease.reason = self._waiting_reason(lease, now, may_reserve)
-            return False
         suspended = lease.state is S.SUSPENDED_QUEUED
+        if not may_reserve:
+            if self._room_now(lease) < lease.nodes or self._known_not_to_fit(lease, suspended):
+                lease.reason = self._waiting_reason(lease, now, may_reserve)
+                return False
         shutdown = shutdown_duration(lease.nodes, cfg)
         suspendable = lease.preemptible and cfg.suspension_enabled and self._fixed_future > 0
         options: list[tuple[int, int, Run]] = []
@@ -366,6 +401,8 @@ class Scheduler:
             if run is not None:
                 options.append((run.start, 0, run))
         if not options:
+            if not may_reserve and not suspended:
+                self._misfits.setdefault(need, []).append((lease.nodes, lease.remaining))
             lease.reason = self._waiting_reason(lease, now, may_reserve)
             return False
         _, _, run = min(options, key=lambda o: (o[0], o[1]))
@@ -545,12 +582,27 @@ class Scheduler:
 
     def _place_exact(self, lease: Lease, start: int, end: int,
                      allowed: set[int] | None) -> tuple[int, ...] | None:
-        candidates = self.table.candidates_at(start, end, lease.need, allowed)
+        table = self.table
+        score = self.policies.host_score
+        if getattr(score, "idle_first", False):
+            # The policy ranks a host with nothing overlapping the window above every other
+            # and breaks ties by host order: the first such hosts in order are its answer.
+            chosen: list[int] = []
+            enabled = table.enabled
+            for h in (range(len(self.hosts)) if allowed is None else sorted(allowed)):
+                if not enabled[h]:
+                    continue
+                fits, overlapping = table.fit_count(h, start, end, lease.need)
+                if overlapping:
+                    continue
+                chosen.extend([h] * min(fits, lease.nodes - len(chosen)))
+                if len(chosen) == lease.nodes:
+                    return tuple(chosen)
+        candidates = table.candidates_at(start, end, lease.need, allowed)
         if sum(c.fits for c in candidates) < lease.nodes:
             return None
-        score = self.policies.host_score
         ranked = sorted(candidates, key=lambda c: (*score.key(lease, c, end), c.host))
-        chosen: list[int] = []
+        chosen = []
         for c in ranked:
             chosen.extend([c.host] * min(c.fits, lease.nodes - len(chosen)))
             if len(chosen) == lease.nodes:
@@ -563,10 +615,11 @@ class Scheduler:
         until the lease fits, then give back those that were not needed."""
         overlapping: dict[int, Lease] = {}
         for h in range(len(self.hosts)):
-            for b in self.table.bookings(h):
-                if b.start < end and b.end > start:
-                    owner = b.owner.lease  # type: ignore[attr-defined]
-                    overlapping[owner.id] = owner
+            if allowed is not None and h not in allowed:
+                continue
+            for b in self.table.overlapping(h, start, end):
+                owner = b.owner.lease  # type: ignore[attr-defined]
+                overlapping[owner.id] = owner
         need = f"{lease.nodes} x {lease.need.cpus} CPU/{lease.need.memory_mib} MiB"
         reasons = [f"no room for {need} during [{start}, {end})"]
         policy = self.policies.preemption
@@ -643,7 +696,7 @@ class Scheduler:
         run.post = post
         for b in run.bookings:
             self.table.truncate(b, end)
-        run.bookings = [b for b in run.bookings if b.end > b.start and b in self.table.by_host[b.host]]
+        run.bookings = [b for b in run.bookings if b.live]
         self._push(run)
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -665,7 +718,7 @@ class Scheduler:
 
     def _release(self, run: Run, now: int) -> None:
         for b in run.bookings:
-            if b in self.table.by_host[b.host]:
+            if b.live:
                 if b.start >= now:
                     self.table.remove(b)
                 else:

@@ -25,7 +25,7 @@ INFINITY = 1 << 62
 class Booking:
     """One virtual node's hold on one host during [start, end)."""
 
-    __slots__ = ("start", "end", "host", "cpus", "mem", "disk", "owner", "seq", "counted")
+    __slots__ = ("start", "end", "host", "cpus", "mem", "disk", "owner", "seq", "counted", "live")
 
     def __init__(self, start: int, end: int, host: int, need: Capacity, owner: object) -> None:
         self.start = start
@@ -37,6 +37,7 @@ class Booking:
         self.owner = owner  # the run (VMRR) that holds it
         self.seq = 0
         self.counted = False  # included in the host's usage-now
+        self.live = False  # in the table
 
     def __repr__(self) -> str:
         return f"Booking(h{self.host} [{self.start},{self.end}) {self.cpus}c/{self.mem}M)"
@@ -78,7 +79,10 @@ class SlotTable:
         n = len(self.hosts)
         self.cap = [(h.capacity.cpus, h.capacity.memory_mib, h.capacity.disk_mib) for h in self.hosts]
         self.enabled = [h.enabled for h in self.hosts]
+        # Each host's bookings sorted by (start, seq), with the keys alongside for bisect.
         self.by_host: list[list[Booking]] = [[] for _ in range(n)]
+        self._keys: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        self._max_len = 0  # longest booking ever: bounds how far back an overlap can start
         self.now = now
         self._seq = 0
         self._ends: list[tuple[int, int, Booking]] = []  # sorted by (end, seq)
@@ -94,7 +98,9 @@ class SlotTable:
     def add(self, booking: Booking) -> Booking:
         self._seq += 1
         booking.seq = self._seq
-        self.by_host[booking.host].append(booking)
+        booking.live = True
+        self._host_insert(booking)
+        self._max_len = max(self._max_len, booking.end - booking.start)
         insort(self._ends, (booking.end, booking.seq, booking))
         if booking.start <= self.now:
             self._count_now(booking)
@@ -107,7 +113,7 @@ class SlotTable:
 
     def remove(self, booking: Booking) -> None:
         h = booking.host
-        self.by_host[h].remove(booking)
+        self._host_delete(booking)
         self._delete_sorted(self._ends, booking.end, booking)
         if booking.counted:
             self._uncount_now(booking)
@@ -128,7 +134,7 @@ class SlotTable:
         insort(self._ends, (booking.end, booking.seq, booking))
         if booking.counted and end <= self.now:
             self._uncount_now(booking)
-            self.by_host[booking.host].remove(booking)
+            self._host_delete(booking)
             self._delete_sorted(self._ends, booking.end, booking)
         self.version += 1
 
@@ -152,7 +158,7 @@ class SlotTable:
         j = 0
         while j < len(ends) and ends[j][0] <= now:
             b = ends[j][2]
-            self.by_host[b.host].remove(b)
+            self._host_delete(b)
             if b.counted:
                 self._uncount_now(b)
             j += 1
@@ -160,6 +166,27 @@ class SlotTable:
             del ends[:j]
         if i or j:
             self.version += 1
+
+    def _host_insert(self, b: Booking) -> None:
+        key = (b.start, b.seq)
+        keys = self._keys[b.host]
+        i = bisect_right(keys, key)
+        keys.insert(i, key)
+        self.by_host[b.host].insert(i, b)
+
+    def _host_delete(self, b: Booking) -> None:
+        keys = self._keys[b.host]
+        i = bisect_left(keys, (b.start, b.seq))
+        del keys[i]
+        del self.by_host[b.host][i]
+        b.live = False
+
+    def overlapping(self, h: int, start: int, end: int) -> list[Booking]:
+        """Bookings on host h that overlap [start, end)."""
+        keys = self._keys[h]
+        lo = bisect_left(keys, (start - self._max_len,))
+        hi = bisect_left(keys, (end,))
+        return [b for b in self.by_host[h][lo:hi] if b.end > start]
 
     def set_enabled(self, host: int, enabled: bool) -> None:
         self.enabled[host] = enabled
@@ -225,10 +252,16 @@ class SlotTable:
                 disk += b.disk
         return cpu, mem, disk
 
-    def fit_count(self, h: int, start: int, end: int, need: Capacity) -> tuple[int, int]:
-        """(virtual nodes of `need` that fit on host h throughout [start, end), bookings overlapping)."""
+    def fit_count(self, h: int, start: int, end: int, need: Capacity,
+                  ignore: object = None) -> tuple[int, int]:
+        """(virtual nodes of `need` that fit on host h throughout [start, end), bookings
+        overlapping), leaving out the bookings of `ignore` (a run being re-planned)."""
         cap_cpu, cap_mem, cap_disk = self.cap[h]
-        overlapping = [b for b in self.by_host[h] if b.start < end and b.end > start]
+        keys = self._keys[h]
+        lo = bisect_left(keys, (start - self._max_len,))
+        hi = bisect_left(keys, (end,))
+        overlapping = [b for b in self.by_host[h][lo:hi]
+                       if b.end > start and b.owner is not ignore]
         if not overlapping:
             return vnodes_fitting(cap_cpu, cap_mem, cap_disk, need), 0
         best = 1 << 30
@@ -300,12 +333,14 @@ class SlotTable:
 
     def sweep(self, need: Capacity, k: int, duration: int, t0: int,
               hosts: set[int] | None = None, ready: dict[int, int] | None = None,
-              future: bool = True) -> Iterator[tuple[int, list[Candidate]]]:
+              future: bool = True, before: int = INFINITY,
+              ignore: object = None) -> Iterator[tuple[int, list[Candidate]]]:
         """Yield (T, candidates) for each changepoint T >= t0, in order, at which at least k
         vnodes of `need` fit for [T, T+duration); with future=False only T = t0 is tried.
 
         `hosts` restricts the hosts used; `ready` gives hosts that may be used only from a
-        given time (an image still in transit).  t0 must not be before the table's clock.
+        given time (an image still in transit); the sweep stops before `before`; bookings of
+        `ignore` (a future run being re-planned) are treated as absent.
         """
         t0 = max(t0, self.now)
         ready = ready or {}
@@ -313,8 +348,12 @@ class SlotTable:
         nfuture = self._nfuture
         cap = self.cap
 
-        def allowed(h: int, t: int) -> bool:
-            return enabled[h] and (hosts is None or h in hosts) and ready.get(h, -1) <= t
+        if hosts is None and not ready:
+            def allowed(h: int, t: int) -> bool:
+                return enabled[h]
+        else:
+            def allowed(h: int, t: int) -> bool:
+                return enabled[h] and (hosts is None or h in hosts) and ready.get(h, -1) <= t
 
         # Every host's fit counting only bookings that have started is an upper bound; it is
         # exact for hosts without future bookings ("simple"), whose usage only falls from now.
@@ -379,12 +418,13 @@ class SlotTable:
                 if simple_total < k:
                     for h in sorted(self._future_set):
                         if contrib.get(h, 0) > 0 and allowed(h, t):
-                            f, overlapping = self.fit_count(h, t, t + duration, need)
+                            f, overlapping = self.fit_count(h, t, t + duration, need, ignore)
                             if f > 0:
                                 exact[h] = Candidate(h, f, overlapping)
                                 total += f
                 if total >= k:
-                    yield t, self._collect(t, duration, need, contrib, exact, released, allowed)
+                    yield t, self._collect(t, duration, need, contrib, exact, released, allowed,
+                                           ignore)
             if not future:
                 return
             if i >= n_ends and not pending_ready:
@@ -392,10 +432,12 @@ class SlotTable:
             t = ends[i][0] if i < n_ends else INFINITY
             if pending_ready:
                 t = min(t, pending_ready[0][0])
+            if t >= before:
+                return
 
     def _collect(self, t: int, duration: int, need: Capacity, contrib: dict[int, int],
                  exact: dict[int, Candidate], released: dict[int, int],
-                 allowed: Callable[[int, int], bool]) -> list[Candidate]:
+                 allowed: Callable[[int, int], bool], ignore: object = None) -> list[Candidate]:
         out = []
         nfuture = self._nfuture
         for h, f in contrib.items():
@@ -404,7 +446,7 @@ class SlotTable:
             if nfuture[h]:
                 c = exact.get(h)
                 if c is None:
-                    fits, overlapping = self.fit_count(h, t, t + duration, need)
+                    fits, overlapping = self.fit_count(h, t, t + duration, need, ignore)
                     if fits <= 0:
                         continue
                     c = Candidate(h, fits, overlapping)

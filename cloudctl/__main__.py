@@ -1,0 +1,4 @@
+"""`python -m cloudctl` runs the cloudctl command."""
+from cloudctl.cli.app import main
+
+raise SystemExit(main())
