@@ -431,9 +431,10 @@ class Scheduler:
             hosts = fixed_hosts
             ends = [table.free_until(h, t, need, n, end_full) for h, n in Counter(hosts).items()]
         else:
-            for c in candidates:
-                if table._nfuture[c.host]:  # only hosts with future bookings can be cut short
-                    c.until, c.blocked_by_fixed = table.free_until(c.host, t, need, 1, end_full)
+            if suspendable and min_len < full:  # otherwise every candidate fits the whole run
+                for c in candidates:
+                    if table.has_future(c.host):  # only these can be cut short
+                        c.until, c.blocked_by_fixed = table.free_until(c.host, t, need, 1, end_full)
             score = self.policies.host_score
             ranked = sorted(candidates, key=lambda c: (*score.key(lease, c, end_full), c.host))
             chosen: list[int] = []
@@ -445,8 +446,11 @@ class Scheduler:
             if len(chosen) < lease.nodes:
                 return None
             hosts = tuple(chosen)
-            ends = [table.free_until(h, t, need, n, end_full) if table._nfuture[h]
-                    else (end_full, True) for h, n in Counter(hosts).items()]
+            if suspendable and min_len < full:
+                ends = [table.free_until(h, t, need, n, end_full) if table.has_future(h)
+                        else (end_full, True) for h, n in Counter(hosts).items()]
+            else:
+                ends = [(end_full, True)]
         end = min(e for e, _ in ends)
         if end >= end_full:
             return Run(lease, hosts, t, t + migrate, t + pre, end_full - (full - pre - lease.remaining),
