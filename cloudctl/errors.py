@@ -61,4 +61,5 @@ EXIT_CODES = {
     4: "conflict (invalid state transition, duplicate name, host busy)",
     5: "driver or backend failure",
     6: "request cannot be satisfied (AR or IM lease rejected)",
+    130: "interrupted",
 }

@@ -25,7 +25,6 @@ INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIG
 
 def _epilog() -> str:
     codes = [f"{code}  {meaning}" for code, meaning in sorted(EXIT_CODES.items())]
-    codes.append(f"{INTERRUPTED}  interrupted (Ctrl-C)")
     return "Exit codes:\n" + "\n".join(codes)
 
 

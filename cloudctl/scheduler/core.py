@@ -365,7 +365,7 @@ class Scheduler:
         def plan(hosts_pref: tuple[int, ...] | None, migrate_all: bool) -> Run | None:
             layout = hosts_pref or self._guess_layout(lease)
             resume = resume_time(layout, need.memory_mib, cfg) if suspended else 0
-            migrate = self._migration_time(lease, lease.nodes) if migrate_all else 0
+            migrate = self._migration_time(lease) if migrate_all else 0
             pre = migrate + resume
             full = pre + lease.remaining + shutdown
             sus = suspend_time(layout, need.memory_mib, cfg) if suspendable else 0
@@ -391,11 +391,11 @@ class Scheduler:
         if suspended and lease.last_hosts:
             run = plan(lease.last_hosts, migrate_all=False)
             if run is not None:
-                options.append((run.start, 0, run))
+                options.append((run.run_start, 0, run))
             if cfg.migration:
                 moved = plan(None, migrate_all=True)
                 if moved is not None:
-                    options.append((moved.start, 1, moved))
+                    options.append((moved.run_start, 1, moved))
         else:
             run = plan(None, migrate_all=False)
             if run is not None:
@@ -476,9 +476,15 @@ class Scheduler:
     def _guess_layout(self, lease: Lease) -> tuple[int, ...]:
         return lease.last_hosts or tuple(range(lease.nodes))
 
-    def _migration_time(self, lease: Lease, vms: int) -> int:
-        size = lease.need.memory_mib + (lease.image_size if self.config.image_transfer != "none" else 0)
-        return transfer_time(size * vms, self.config.bandwidth)
+    def _migration_time(self, lease: Lease) -> int:
+        """Cold migration moves each VM's memory image (and its disk, when images are managed)
+        host to host; as in Haizea, moves between disjoint pairs of hosts run in parallel, so
+        the busiest source host sets the time."""
+        size = lease.need.memory_mib
+        if self.config.image_transfer != "none":
+            size += lease.image_size
+        per_host = max(Counter(lease.last_hosts).values(), default=lease.nodes)
+        return transfer_time(size, self.config.bandwidth) * per_host
 
     def _allowed(self, lease: Lease) -> set[int] | None:
         return self.policies.host_filter.allowed(lease, self.hosts)
@@ -681,9 +687,13 @@ class Scheduler:
             self._enqueue(victim)
             return Preemption(victim.id, "requeue", at)
         if self.config.suspension_enabled:
-            sus = suspend_time(run.hosts, victim.need.memory_mib, self.config)
+            cfg = self.config
+            sus = suspend_time(run.hosts, victim.need.memory_mib, cfg)
             suspend_at = at - sus
-            if suspend_at > run.run_start and suspend_at >= now:
+            # The threshold: a run too short to be worth its suspend (and resume) is requeued.
+            resume = run.run_start - run.migrated
+            worth = math.ceil((sus + resume) * (1 + cfg.threshold_factor))
+            if suspend_at > run.run_start and suspend_at >= now and at - run.start >= worth:
                 self._cut(run, suspend_at, at, SUSPEND)
                 victim.reason = f"preempted: suspends at {suspend_at} for an AR at {at}"
                 return Preemption(victim.id, "suspend", at)
@@ -710,7 +720,9 @@ class Scheduler:
         lease.run = run
         for h in run.hosts:
             run.bookings.append(self.table.add(Booking(run.start, run.end, h, lease.need, run)))
-        if lease.type is LeaseType.BE and lease.image:
+        # A resumed lease's disk travels with it (migration) or is still there; only a lease
+        # starting from scratch needs its image from the repository.
+        if lease.type is LeaseType.BE and lease.image and not lease.last_hosts:
             self._book_transfers(lease, set(run.hosts), run.start, now, latest=False)
         self._push(run)
 
