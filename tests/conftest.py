@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from cloudctl.policies.registry import PolicySet
+
 from cloudctl.scheduler.config import SchedulerConfig, parse_backfilling
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.lease import Lease

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from conftest import ar, be, hosts, im, planned, run, scheduler, timeline
 
-from cloudctl.scheduler.core import Preemption
+from cloudctl.scheduler.core import Preemption, Scheduler
 from cloudctl.scheduler.model import LeaseState
 
 
-def preempted_ids(s: object, ids: list[int]) -> list[int]:
-    return [i for i in ids if s.leases[i].suspensions]  # type: ignore[attr-defined]
+def suspended_ids(s: Scheduler) -> list[int]:
+    return sorted(i for i, lease in s.leases.items() if lease.suspensions)
 
 
 # --- suspension and the timing model ------------------------------------------------------
@@ -75,7 +75,7 @@ def test_override_times_replace_the_memory_part_only() -> None:
 # --- choosing victims ---------------------------------------------------------------------
 
 
-def four_running(policy: str = "ar-preempts-be") -> object:
+def four_running(policy: str = "ar-preempts-be") -> Scheduler:
     """Four 1-node leases submitted at 0, 10, 20, 25 fill 4 hosts; an AR wants 2 nodes."""
     return run([be(1, 0, 5000), be(2, 10, 5000), be(3, 20, 5000), be(5, 25, 5000),
                 ar(4, 30, 1000, 100, nodes=2)], hosts(4), preemption_policy=policy)
@@ -83,7 +83,7 @@ def four_running(policy: str = "ar-preempts-be") -> object:
 
 def test_youngest_first() -> None:
     s = four_running()
-    assert preempted_ids(s, [1, 2, 3, 5]) == [3, 5]
+    assert suspended_ids(s) == [3, 5]
     assert timeline(s.leases[4])["runs"] == [(1000, 1100, (2, 3))]
     assert timeline(s.leases[5]) == {
         "state": "done",
@@ -97,7 +97,7 @@ def test_youngest_first() -> None:
 
 def test_oldest_first_policy() -> None:
     s = four_running("oldest-first")
-    assert preempted_ids(s, [1, 2, 3, 5]) == [1, 2]
+    assert suspended_ids(s) == [1, 2]
     assert timeline(s.leases[4])["runs"] == [(1000, 1100, (0, 1))]
 
 

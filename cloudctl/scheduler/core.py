@@ -162,6 +162,24 @@ class Scheduler:
         self._replan_future(now)
         return lease
 
+    def explain_hosts(self, lease_id: int, start: int | None = None,
+                      end: int | None = None) -> list[tuple[str, str]]:
+        """(host name, why it cannot take one of the lease's VMs during [start, end), or '')
+        for every host: the host-by-host story behind a rejection or a wait."""
+        lease = self.leases[lease_id]
+        if start is None:
+            start = lease.start_req if lease.start_req is not None else self.now
+        if end is None:
+            end = start + (lease.remaining if lease.type is not LeaseType.AR else lease.duration)
+        allowed = self._allowed(lease)
+        out = []
+        for h, host in enumerate(self.hosts):
+            if allowed is not None and h not in allowed:
+                out.append((host.name, str(self.policies.host_filter.explain(lease, host))))
+                continue
+            out.append((host.name, self.table.shortfall(h, start, end, lease.need)))
+        return out
+
     # -- time ----------------------------------------------------------------------------
 
     def next_event_time(self) -> int | None:
@@ -574,6 +592,11 @@ class Scheduler:
         if hosts is None:
             victims, reasons = self._find_victims(lease, start, end, hosts_ok)
             if victims is None:
+                short = [f"{self.hosts[h].name}: {why}" for h in range(len(self.hosts))
+                         if (why := self.table.shortfall(h, start, end, lease.need))]
+                if short:
+                    more = f" (+{len(short) - 3} more)" if len(short) > 3 else ""
+                    reasons.append("; ".join(short[:3]) + more)
                 return self._reject(lease, now, "; ".join(reasons))
             for victim in victims:
                 preempted.append(self._preempt(victim, start, now))

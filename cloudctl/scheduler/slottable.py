@@ -276,6 +276,30 @@ class SlotTable:
             best = min(best, vnodes_fitting(cap_cpu - cpu, cap_mem - mem, cap_disk - disk, need))
         return best, len(overlapping)
 
+    def shortfall(self, h: int, start: int, end: int, need: Capacity, count: int = 1) -> str:
+        """Why host h cannot hold `count` vnodes of `need` during [start, end) ('' if it can),
+        e.g. 'memory: need 2048 MiB, free 1024 MiB'."""
+        if not self.enabled[h]:
+            return "disabled"
+        cap_cpu, cap_mem, cap_disk = self.cap[h]
+        peak = [0, 0, 0]
+        overlapping = self.overlapping(h, start, end)
+        for p in {max(start, b.start) for b in overlapping} or {start}:
+            used = [0, 0, 0]
+            for b in overlapping:
+                if b.start <= p < b.end:
+                    used[0] += b.cpus
+                    used[1] += b.mem
+                    used[2] += b.disk
+            peak = [max(x, y) for x, y in zip(peak, used)]
+        wants = (need.cpus * count, need.memory_mib * count, need.disk_mib * count)
+        free = (cap_cpu - peak[0], cap_mem - peak[1], cap_disk - peak[2])
+        for label, unit, want, have in zip(("cpu", "memory", "disk"), ("", " MiB", " MiB"),
+                                           wants, free):
+            if want > have:
+                return f"{label}: need {want}{unit}, free {max(have, 0)}{unit}"
+        return ""
+
     def free_until(self, h: int, start: int, need: Capacity, count: int, limit: int) -> tuple[int, bool]:
         """How long from `start` host h can keep `count` vnodes of `need` (capped at `limit`),
         and whether the booking that cuts it short is fixed (cannot move)."""
