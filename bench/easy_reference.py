@@ -30,7 +30,7 @@ def easy(jobs: list[tuple[int, int, int, int, int]], nodes: int) -> dict[str, fl
             queue.append(jobs[i])
             i += 1
 
-        def start(job: tuple[int, int, int, int, int]) -> None:
+        def start(job: tuple[int, int, int, int, int], t: int = t) -> None:
             nonlocal free, busy, last_end
             _, submit, k, est, run = job
             free -= k

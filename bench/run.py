@@ -97,7 +97,8 @@ def ar_admission(n_hosts: int, n_leases: int, decisions: int, seed: int = 7) -> 
         lease_id += 1
         start = rng.randrange(3600, horizon)
         return LeaseRequest(id=lease_id, type=LeaseType.AR, submit=0, nodes=rng.randint(1, 8),
-                            capacity=Capacity(rng.choice([1, 2, 4]), rng.choice([2048, 4096, 8192])),
+                            capacity=Capacity(rng.choice([1, 2, 4]),
+                                              rng.choice([2048, 4096, 8192])),
                             duration=rng.choice([1800, 3600, 7200, 14400]), start=start,
                             preemptible=False)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cloudctl.policies.base import Status
+
 from cloudctl.scheduler.model import HostSpec, LeaseRequest
 from cloudctl.scheduler.slottable import vnodes_fitting
 

@@ -13,7 +13,8 @@ class Greedy:
     (what count-based EASY does implicitly)."""
 
     name = "greedy"
-    idle_first = True  # a host with nothing overlapping beats any other (lets AR placement stop early)
+    # A host with nothing overlapping beats any other: lets AR placement stop early.
+    idle_first = True
 
     def key(self, lease: Lease, candidate: Candidate, end: int) -> tuple[int, ...]:
         return (0 if candidate.until >= end else 1, candidate.overlapping, -candidate.until,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cloudctl.policies.base import Status
+
 from cloudctl.scheduler.lease import Lease
 from cloudctl.scheduler.model import LeaseType
 
@@ -21,9 +22,11 @@ class ARPreemptsBE:
                 f"{preemptor.type.value}-conflict: only advance reservations preempt", self.name)
         if victim.type is not LeaseType.BE:
             return Status.unschedulable(
-                f"ar-conflict: lease {victim.id} is {victim.type.value}, not best-effort", self.name)
+                f"ar-conflict: lease {victim.id} is {victim.type.value}, not best-effort",
+                self.name)
         if not victim.preemptible:
-            return Status.unschedulable(f"ar-conflict: lease {victim.id} non-preemptible", self.name)
+            return Status.unschedulable(
+                f"ar-conflict: lease {victim.id} non-preemptible", self.name)
         return Status.success(self.name)
 
     def rank(self, preemptor: Lease, victims: Sequence[Lease], at: int) -> list[Lease]:

@@ -6,7 +6,7 @@ No overheads here (no enactment, no shutdown), so a lease is done when its run e
 from __future__ import annotations
 
 import pytest
-from conftest import be, hosts, planned, run, scheduler, timeline
+from conftest import ar, be, hosts, planned, run, scheduler, timeline
 
 from cloudctl.scheduler.model import LeaseRequest, LeaseState
 
@@ -171,3 +171,48 @@ def test_early_end_through_the_api() -> None:
     assert planned(s.leases[2]) == (300, 300, 400, (0, 1, 2))
     assert planned(s.leases[3]) == (400, 400, 500, ALL)
     assert planned(s.leases[4]) == (500, 500, 2500, (0,))
+
+
+def test_cancel_pulls_future_reservations_forward() -> None:
+    s = scheduler(hosts(4), backfilling="conservative")
+    for r in easy_versus_conservative():
+        s.submit(r, 0)
+    s.schedule(0)
+    s.advance(300)
+    assert s.cancel(1, 300).state is LeaseState.CANCELLED
+    s.schedule(300)
+    assert planned(s.leases[2]) == (300, 300, 400, (0, 1, 2))
+    assert planned(s.leases[3]) == (400, 400, 500, ALL)
+    assert planned(s.leases[4]) == (500, 500, 2500, (0,))
+
+
+# --- one lease that cannot start says nothing about a different one ------------------------
+
+
+def test_preemptible_lease_backfills_a_gap_a_non_preemptible_one_could_not() -> None:
+    # An AR takes all 3 hosts at [500, 600). L1 and L2 (not preemptible, 1000 s) cannot use
+    # the gap before it; L1 takes the one future reservation, L2 waits. L3 has the same
+    # shape but may be suspended: it runs in the gap, as it does when L2 is not there.
+    ar_and = [ar(9, 0, 500, 100, nodes=3), be(1, 0, 1000, preemptible=False)]
+    alone = run([*ar_and, be(3, 0, 1000)], hosts(3))
+    expected = {
+        "state": "done",
+        "runs": [(0, 468, (0,)), (1632, 2164, (0,))],
+        "suspensions": [(468, 500)],
+        "resumptions": [(1600, 1632)],
+        "done": 2164,
+    }
+    assert timeline(alone.leases[3]) == expected
+    behind = run([*ar_and, be(2, 0, 1000, preemptible=False), be(3, 0, 1000)], hosts(3))
+    assert timeline(behind.leases[3]) == expected
+
+
+def test_lease_without_an_image_is_not_held_back_by_one_waiting_for_a_transfer() -> None:
+    # L0 holds host 0 until 1000; L1 (2 nodes) has the future reservation at 1000. L2 needs
+    # an 82 s transfer, so it could only start later and must wait. L3, same shape but no
+    # image, fits now on host 1 and ends long before 1000.
+    image = dict(image="img-x", image_size_mib=1024)
+    head = [be(0, 0, 1000), be(1, 0, 100, nodes=2)]
+    for queue in ([*head, be(3, 0, 100)], [*head, be(2, 0, 100, **image), be(3, 0, 100)]):
+        s = run(queue, hosts(2), image_transfer="multicast")
+        assert timeline(s.leases[3]) == {"state": "done", "runs": [(0, 100, (1,))], "done": 100}

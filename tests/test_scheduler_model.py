@@ -215,12 +215,46 @@ def test_lease_larger_than_the_cluster_is_rejected_with_a_reason(make: Any) -> N
     assert "the cluster holds at most" in decision.reasons[0]
 
 
+def test_greedy_prefers_a_host_free_for_the_whole_run() -> None:
+    # Host 0 has an AR at 500; the 1000 s lease goes to host 1 rather than being suspended.
+    s = run([ar(1, 0, 500, 100), be(2, 0, 1000)], hosts(2))
+    assert timeline(s.leases[2]) == {"state": "done", "runs": [(0, 1000, (1,))], "done": 1000}
+
+
+def test_greedy_prefers_a_host_with_fewer_leases() -> None:
+    s = run([be(1, 0, 1000), be(2, 10, 1000)], hosts(2, cpus=2, memory=2048))
+    assert timeline(s.leases[2])["runs"] == [(10, 1010, (1,))]
+
+
 def test_disabled_hosts_are_not_used() -> None:
     site = [HostSpec("a", Capacity(1, 1024)), HostSpec("b", Capacity(1, 1024), enabled=False),
             HostSpec("c", Capacity(1, 1024))]
     s = run([be(1, 0, 100, nodes=2), be(2, 0, 100, nodes=3)], site)
     assert timeline(s.leases[1])["runs"] == [(0, 100, (0, 2))]
     assert s.leases[2].state is S.REJECTED
+
+
+# --- explanations ------------------------------------------------------------------------------
+
+
+def test_rejection_names_each_host_and_the_short_resource() -> None:
+    s = scheduler(hosts(2, cpus=2, memory=2048))
+    s.submit(ar(1, 0, 100, 100, memory=1536), 0)
+    s.submit(ar(2, 0, 100, 100, memory=1536), 0)
+    decision = s.submit(ar(3, 0, 100, 100), 0)
+    assert decision.state is S.REJECTED
+    assert "host-0: memory: need 1024 MiB, free 512 MiB" in decision.reasons[0]
+    assert "host-1: memory: need 1024 MiB, free 512 MiB" in decision.reasons[0]
+    assert "ar-conflict: lease 1" in decision.reasons[0]
+
+
+def test_queued_lease_says_why_it_waits() -> None:
+    s = scheduler(hosts(2), backfilling="off")
+    s.submit(be(1, 0, 100, nodes=2), 0)
+    s.submit(be(2, 0, 100), 0)
+    s.schedule(0)
+    assert s.leases[2].state is S.QUEUED
+    assert s.leases[2].reason.startswith("waiting")
 
 
 # --- policies --------------------------------------------------------------------------------

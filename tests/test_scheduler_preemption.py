@@ -242,3 +242,84 @@ def test_future_best_effort_reservation_is_simply_re_planned() -> None:
              hosts(2))
     assert timeline(s2.leases[2]) == {"state": "done", "runs": [(1100, 2100, (0, 1))],
                                       "done": 2100}
+
+
+def test_future_resumption_is_re_planned_after_a_new_ar() -> None:
+    # L1 is suspended for L2 at 1000 and its resumption is reserved at 1100; L3 arrives
+    # and takes [1100, 1300): the resumption moves to 1300.
+    s = scheduler(hosts(1))
+    s.submit(be(1, 0, 3000), 0)
+    s.schedule(0)
+    s.advance(10)
+    s.submit(ar(2, 10, 1000, 100), 10)
+    s.advance(1000)
+    s.schedule(1000)
+    assert s.leases[1].state is LeaseState.SUSPENDED_SCHEDULED
+    assert planned(s.leases[1]) == (1100, 1132, 3164, (0,))
+    decision = s.submit(ar(3, 1010, 1100, 200), 1010)
+    assert [(p.lease_id, p.how) for p in decision.preempted] == [(1, "requeue")]
+    assert s.leases[1].state is LeaseState.SUSPENDED_SCHEDULED
+    assert planned(s.leases[1]) == (1300, 1332, 3364, (0,))
+
+
+# --- global exclusion across leases -------------------------------------------------------------
+
+
+def test_global_exclusion_serialises_suspensions_of_different_leases() -> None:
+    # REFERENCE.md: "With global exclusion all suspensions in the cluster are serial." Two
+    # 1-node leases on two hosts are preempted by one AR at 500: one suspends 436-468, the
+    # other 468-500 (not both 468-500), and they resume one after the other too.
+    s = run([be(1, 0, 1000), be(2, 0, 1000), ar(3, 100, 500, 100, nodes=2)], hosts(2),
+            suspend_exclusion="global")
+    suspensions = sorted(s.leases[1].suspensions + s.leases[2].suspensions)
+    resumptions = sorted(s.leases[1].resumptions + s.leases[2].resumptions)
+    assert suspensions == [(436, 468), (468, 500)]
+    assert resumptions == [(600, 632), (632, 664)]
+
+
+def test_local_exclusion_suspends_different_leases_in_parallel() -> None:
+    s = run([be(1, 0, 1000), be(2, 0, 1000), ar(3, 100, 500, 100, nodes=2)], hosts(2))
+    for i in (1, 2):
+        assert timeline(s.leases[i]) == {
+            "state": "done",
+            "runs": [(0, 468, (i - 1,)), (632, 1164, (i - 1,))],
+            "suspensions": [(468, 500)],
+            "resumptions": [(600, 632)],
+            "done": 1164,
+        }
+
+
+# --- shutdowns -----------------------------------------------------------------------------------
+
+
+def test_ar_shutdown_is_carved_from_its_window() -> None:
+    # shutdown_time 5 + 2 s x 2 nodes = 9 s, ending exactly at start + duration.
+    s = run([ar(1, 0, 100, 1000, nodes=2)], hosts(2), shutdown_time=5, enactment_overhead=2)
+    assert timeline(s.leases[1]) == {"state": "done", "runs": [(100, 1091, (0, 1))], "done": 1100}
+
+
+def test_best_effort_shutdown_comes_after_its_run() -> None:
+    s = run([be(1, 0, 1000, nodes=2)], hosts(2), shutdown_time=5, enactment_overhead=2)
+    assert timeline(s.leases[1]) == {"state": "done", "runs": [(0, 1000, (0, 1))], "done": 1009}
+
+
+def test_ar_shorter_than_its_shutdown_is_rejected() -> None:
+    s = scheduler(hosts(2), shutdown_time=5, enactment_overhead=2)
+    decision = s.submit(ar(1, 0, 100, 9, nodes=2), 0)
+    assert decision.state is LeaseState.REJECTED
+    assert "shutdown" in decision.reasons[0]
+
+
+def test_ar_does_not_preempt_another_ar() -> None:
+    s = scheduler(hosts(1))
+    s.submit(ar(1, 0, 100, 100), 0)
+    decision = s.submit(ar(2, 0, 150, 100), 0)
+    assert decision.state is LeaseState.REJECTED
+    assert any("ar-conflict: lease 1" in r for r in decision.reasons)
+
+
+def test_ar_that_fits_on_free_hosts_preempts_nothing() -> None:
+    s = run([be(1, 0, 1000), ar(2, 10, 500, 100, nodes=3)], hosts(4))
+    assert timeline(s.leases[2])["runs"] == [(500, 600, (1, 2, 3))]
+    assert timeline(s.leases[1]) == {"state": "done", "runs": [(0, 1000, (0,))], "done": 1000}
+    assert s.preemptions == 0

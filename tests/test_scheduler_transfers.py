@@ -136,3 +136,13 @@ def test_immediate_lease_needs_the_image_already_there() -> None:
             image_transfer="multicast")
     assert s.leases[2].state is LeaseState.REJECTED
     assert timeline(s.leases[3]) == {"state": "done", "runs": [(500, 600, (0,))], "done": 600}
+
+
+@pytest.mark.parametrize("mode", ["unicast", "multicast"])
+def test_only_hosts_without_the_image_are_sent_a_copy(mode: str) -> None:
+    # Host 0 holds img-a from L1; L2 needs 2 nodes: one copy, to host 1 only (82 s), in
+    # either mode, and L2 starts when it arrives.
+    s = run([be(1, 0, 100, **A), be(2, 1000, 100, nodes=2, **A)], hosts(2), image_transfer=mode)
+    assert timeline(s.leases[2]) == {
+        "state": "done", "runs": [(1082, 1182, (0, 1))], "transfers": [(1000, 1082)], "done": 1182,
+    }

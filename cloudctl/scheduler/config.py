@@ -23,7 +23,8 @@ def parse_backfilling(value: str | int | None) -> int | None:
         return BACKFILLING_NAMES[text]
     if text.isdigit():
         return int(text)
-    raise InvalidInput(f"--backfilling: expected off, easy, conservative or a number, got {value!r}")
+    raise InvalidInput(
+        f"--backfilling: expected off, easy, conservative or a number, got {value!r}")
 
 
 def backfilling_name(limit: int | None) -> str:
@@ -57,7 +58,8 @@ class SchedulerConfig:
         if self.suspension not in ("none", "all"):
             problems.append(f"suspension must be none or all, got {self.suspension!r}")
         if self.suspend_exclusion not in ("local", "global"):
-            problems.append(f"suspend-exclusion must be local or global, got {self.suspend_exclusion!r}")
+            problems.append(
+                f"suspend-exclusion must be local or global, got {self.suspend_exclusion!r}")
         if self.image_transfer not in ("none", "multicast", "unicast"):
             problems.append(
                 f"image-transfer must be none, multicast or unicast, got {self.image_transfer!r}"

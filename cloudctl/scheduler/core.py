@@ -94,6 +94,7 @@ class Scheduler:
         self._future_be: set[int] = set()  # BE leases holding a reservation that has not begun
         self._fixed_future = 0  # runs of AR/IM leases not yet ended: the only splitters
         self.link = TransferLink()
+        self.channel = TransferLink()  # global exclusion: one suspend or resume at a time
         self.cache: list[dict[str, int]] = [{} for _ in self.hosts]  # image -> time it is there
         self.listener = listener
         self.preemptions = 0
@@ -471,15 +472,45 @@ class Scheduler:
                 ends = [(end_full, True)]
         end = min(e for e, _ in ends)
         if end >= end_full:
-            return Run(lease, hosts, t, t + migrate, t + pre, end_full - (full - pre - lease.remaining),
-                       end_full, SHUTDOWN)
+            run_end = t + pre + lease.remaining
+            return self._serialize(Run(lease, hosts, t, t + migrate, t + pre, run_end, end_full,
+                                       SHUTDOWN))
         if not suspendable or end - t < min_len or not all(fixed for e, fixed in ends if e == end):
             return None
         sus = suspend_time(hosts, need.memory_mib, self.config)
         run_end = end - sus
         if run_end <= t + pre:
             return None
-        return Run(lease, hosts, t, t + migrate, t + pre, run_end, end, SUSPEND)
+        return self._serialize(Run(lease, hosts, t, t + migrate, t + pre, run_end, end, SUSPEND))
+
+    def _serialize(self, run: Run) -> Run | None:
+        """Global exclusion: one suspension or resumption at a time in the whole cluster. A
+        resume waits for the channel (the run moves later, if its hosts allow); a planned
+        suspension takes the latest free slot before its deadline."""
+        if self.config.suspend_exclusion != "global":
+            return run
+        resume = run.run_start - run.migrated
+        if resume > 0:
+            shift = self.channel.earliest(run.migrated, resume) - run.migrated
+            if shift and run.post == SHUTDOWN:
+                for h, n in Counter(run.hosts).items():
+                    if self.table.fit_count(h, run.start + shift, run.end + shift,
+                                            run.lease.need)[0] < n:
+                        return None
+                run.end += shift
+                run.run_end += shift
+            run.start += shift
+            run.migrated += shift
+            run.run_start += shift
+            if run.run_start >= run.run_end:
+                return None
+        if run.post == SUSPEND:
+            sus = run.end - run.run_end
+            slot = self.channel.latest(run.end, sus, run.run_start + 1)
+            if slot is None:
+                return None
+            run.run_end, run.end = slot, slot + sus
+        return run
 
     def _fit_on(self, lease: Lease, hosts: tuple[int, ...], now: int, length: int,
                 may_reserve: bool) -> Iterable[tuple[int, list[Candidate]]]:
@@ -517,20 +548,17 @@ class Scheduler:
     # -- images ----------------------------------------------------------------------------
 
     def _image_ready(self, lease: Lease, now: int) -> dict[int, int] | None:
-        """When each host could hold the lease's image if its transfer were queued now."""
+        """When each host could hold the lease's image if its transfers were queued now."""
         cfg = self.config
         if cfg.image_transfer == "none" or not lease.image:
             return None
-        size = transfer_time(lease.image_size, cfg.bandwidth)
-        start = self.link.earliest(now, size)
-        copies = 1 if cfg.image_transfer == "multicast" else lease.nodes
-        arrive = self.link.earliest(now, size * copies) + size * copies if copies > 1 else start + size
+        one = transfer_time(lease.image_size, cfg.bandwidth)
+        total = one if cfg.image_transfer == "multicast" else one * lease.nodes
+        arrive = self.link.earliest(now, total) + total
         ready = {}
         for h in range(len(self.hosts)):
             have = self.cache[h].get(lease.image) if cfg.image_cache else None
-            ready[h] = have if have is not None and have <= arrive else arrive
-            if have is not None:
-                ready[h] = max(now, min(have, arrive))
+            ready[h] = arrive if have is None else max(now, min(have, arrive))
         return ready
 
     def _book_transfers(self, lease: Lease, hosts: Iterable[int], deadline: int, now: int,
@@ -704,9 +732,9 @@ class Scheduler:
             self._release(run, now)
             self._future_be.discard(victim.id)
             if victim.state is S.SUSPENDED_SCHEDULED:
-                self._move(victim, S.SUSPENDED_QUEUED, now, f"reservation given up to an AR at {at}")
+                self._move(victim, S.SUSPENDED_QUEUED, now, f"gave up its slot to an AR at {at}")
             else:
-                self._move(victim, S.QUEUED, now, f"reservation given up to an AR at {at}")
+                self._move(victim, S.QUEUED, now, f"gave up its slot to an AR at {at}")
             self._enqueue(victim)
             return Preemption(victim.id, "requeue", at)
         if self.config.suspension_enabled:
@@ -716,8 +744,15 @@ class Scheduler:
             # The threshold: a run too short to be worth its suspend (and resume) is requeued.
             resume = run.run_start - run.migrated
             worth = math.ceil((sus + resume) * (1 + cfg.threshold_factor))
+            end = at
+            if cfg.suspend_exclusion == "global":
+                slot = self.channel.latest(at, sus, max(now, run.run_start + 1))
+                suspend_at = slot if slot is not None else -1
+                end = suspend_at + sus
             if suspend_at > run.run_start and suspend_at >= now and at - run.start >= worth:
-                self._cut(run, suspend_at, at, SUSPEND)
+                if cfg.suspend_exclusion == "global":
+                    self._hold_channel(run, suspend_at, end)
+                self._cut(run, suspend_at, end, SUSPEND)
                 victim.reason = f"preempted: suspends at {suspend_at} for an AR at {at}"
                 return Preemption(victim.id, "suspend", at)
         kill_at = max(at, run.run_start) if run.run_start < at else at
@@ -741,6 +776,11 @@ class Scheduler:
     def _book(self, run: Run, now: int) -> None:
         lease = run.lease
         lease.run = run
+        if self.config.suspend_exclusion == "global":
+            if run.run_start > run.migrated:
+                self._hold_channel(run, run.migrated, run.run_start)
+            if run.post == SUSPEND:
+                self._hold_channel(run, run.run_end, run.end)
         for h in run.hosts:
             run.bookings.append(self.table.add(Booking(run.start, run.end, h, lease.need, run)))
         # A resumed lease's disk travels with it (migration) or is still there; only a lease
@@ -755,7 +795,15 @@ class Scheduler:
                 self._seq += 1
                 heapq.heappush(self._heap, (getattr(run, name), phase, self._seq, run))
 
+    def _hold_channel(self, run: Run, start: int, end: int) -> None:
+        self.channel.book(start, end)
+        run.channel.append((start, end))
+
     def _release(self, run: Run, now: int) -> None:
+        for start, end in run.channel:
+            if start >= now:
+                self.channel.unbook(start, end)
+        run.channel = []
         for b in run.bookings:
             if b.live:
                 if b.start >= now:

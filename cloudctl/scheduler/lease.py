@@ -21,7 +21,7 @@ class Run:
     [run_start, run_end) running, [run_end, end) suspension or shutdown."""
 
     __slots__ = ("lease", "hosts", "start", "migrated", "run_start", "run_end", "end", "post",
-                 "bookings", "step")
+                 "bookings", "step", "channel")
 
     def __init__(self, lease: Lease, hosts: tuple[int, ...], start: int, migrated: int,
                  run_start: int, run_end: int, end: int, post: str) -> None:
@@ -35,6 +35,7 @@ class Run:
         self.post = post
         self.bookings: list[Booking] = []
         self.step = 0  # phases already carried out (see Scheduler.advance)
+        self.channel: list[tuple[int, int]] = []  # suspend/resume slots held (global exclusion)
 
     @property
     def movable(self) -> bool:

@@ -77,7 +77,8 @@ class SlotTable:
     def __init__(self, hosts: Iterable[HostSpec], now: int = 0) -> None:
         self.hosts: list[HostSpec] = list(hosts)
         n = len(self.hosts)
-        self.cap = [(h.capacity.cpus, h.capacity.memory_mib, h.capacity.disk_mib) for h in self.hosts]
+        self.cap = [(h.capacity.cpus, h.capacity.memory_mib, h.capacity.disk_mib)
+                    for h in self.hosts]
         self.enabled = [h.enabled for h in self.hosts]
         # Each host's bookings sorted by (start, seq), with the keys alongside for bisect.
         self.by_host: list[list[Booking]] = [[] for _ in range(n)]
@@ -291,16 +292,17 @@ class SlotTable:
                     used[0] += b.cpus
                     used[1] += b.mem
                     used[2] += b.disk
-            peak = [max(x, y) for x, y in zip(peak, used)]
+            peak = [max(x, y) for x, y in zip(peak, used, strict=True)]
         wants = (need.cpus * count, need.memory_mib * count, need.disk_mib * count)
         free = (cap_cpu - peak[0], cap_mem - peak[1], cap_disk - peak[2])
         for label, unit, want, have in zip(("cpu", "memory", "disk"), ("", " MiB", " MiB"),
-                                           wants, free):
+                                           wants, free, strict=True):
             if want > have:
                 return f"{label}: need {want}{unit}, free {max(have, 0)}{unit}"
         return ""
 
-    def free_until(self, h: int, start: int, need: Capacity, count: int, limit: int) -> tuple[int, bool]:
+    def free_until(self, h: int, start: int, need: Capacity, count: int,
+                   limit: int) -> tuple[int, bool]:
         """How long from `start` host h can keep `count` vnodes of `need` (capped at `limit`),
         and whether the booking that cuts it short is fixed (cannot move)."""
         cap_cpu, cap_mem, cap_disk = self.cap[h]
@@ -345,7 +347,7 @@ class SlotTable:
 
     def candidates_at(self, start: int, end: int, need: Capacity,
                       hosts: Iterable[int] | None = None) -> list[Candidate]:
-        """Every host (or every one of `hosts`) that holds at least one vnode during [start, end)."""
+        """Every host (or one of `hosts`) that holds at least one vnode during [start, end)."""
         out = []
         for h in (range(len(self.hosts)) if hosts is None else hosts):
             if not self.enabled[h]:

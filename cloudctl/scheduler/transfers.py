@@ -1,4 +1,5 @@
-"""The image repository's link: one transfer at a time, booked as busy intervals."""
+"""One-at-a-time resources booked as busy intervals: the image repository's link, and the
+cluster-wide suspend/resume channel of global exclusion."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class TransferLink:
 
     def book(self, start: int, end: int) -> None:
         insort(self.busy, (start, end))
+
+    def unbook(self, start: int, end: int) -> None:
+        if (start, end) in self.busy:
+            self.busy.remove((start, end))
 
     def prune(self, before: int) -> None:
         self.busy = [b for b in self.busy if b[1] > before]
