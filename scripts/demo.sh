@@ -8,6 +8,7 @@ bash scripts/setup.sh
 CLOUDCTL=.venv/bin/cloudctl
 TRACES=${CLOUDCTL_TRACES:-../shared/traces}
 out=${CLOUDCTL_DEMO_DIR:-$(mktemp -d)}
+mkdir -p "$out"
 
 echo "== Haizea's preemption scenario (4 nodes; an AR preempts a running best-effort lease)"
 $CLOUDCTL simulate "$TRACES/haizea/scenarios/preemption.lwf" \

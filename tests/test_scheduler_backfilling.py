@@ -28,7 +28,7 @@ def first_pass(requests: list[LeaseRequest], backfilling: int | None) -> dict[in
     return {i: (lease.state, planned(lease)) for i, lease in s.leases.items()}
 
 
-# --- off --------------------------------------------------------------------------------
+# --- off ----------------------------------------------------------------------------------
 
 
 def test_off_stops_the_walk_at_the_first_lease_that_cannot_start() -> None:
@@ -59,7 +59,7 @@ def test_off_reason_names_the_limit() -> None:
     assert "waiting" in s.leases[2].reason
 
 
-# --- easy -------------------------------------------------------------------------------
+# --- easy ---------------------------------------------------------------------------------
 
 
 def test_easy_gives_exactly_one_future_reservation() -> None:
@@ -99,7 +99,7 @@ def test_easy_protects_only_the_first_reservation() -> None:
     }
 
 
-# --- conservative and N ------------------------------------------------------------------
+# --- conservative and N -------------------------------------------------------------------
 
 
 def test_conservative_reserves_every_queued_lease() -> None:
@@ -186,7 +186,7 @@ def test_cancel_pulls_future_reservations_forward() -> None:
     assert planned(s.leases[4]) == (500, 500, 2500, (0,))
 
 
-# --- one lease that cannot start says nothing about a different one ------------------------
+# --- one lease that cannot start says nothing about a different one -----------------------
 
 
 def test_preemptible_lease_backfills_a_gap_a_non_preemptible_one_could_not() -> None:

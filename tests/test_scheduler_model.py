@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cloudctl.policies import registry
 from cloudctl.policies.base import Status
-from conftest import ar, be, hosts, im, planned, run, scheduler, timeline
+from conftest import ar, be, config, hosts, im, planned, run, scheduler, timeline
 
 from cloudctl.errors import InvalidInput, InvalidTransition
 from cloudctl.scheduler.core import Scheduler
@@ -25,7 +25,7 @@ from cloudctl.scheduler.slottable import Booking, SlotTable, vnodes_fitting
 
 S = LeaseState
 
-# --- the state machine -------------------------------------------------------------------
+# --- the state machine --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("old, new", [
@@ -86,9 +86,8 @@ def test_lease_move_keeps_its_state_on_an_illegal_transition() -> None:
 
 def test_scheduler_records_every_transition_of_a_preempted_lease() -> None:
     seen: list[tuple[int, str, str, int]] = []
-    s = Scheduler(hosts(1), scheduler(hosts(1)).config,
-                  listener=lambda lease, old, new, now, why: seen.append(
-                      (lease.id, old.value, new.value, now)))
+    s = Scheduler(hosts(1), config(), listener=lambda lease, old, new, now, why: seen.append(
+        (lease.id, old.value, new.value, now)))
     s.submit(be(1, 0, 1000), 0)
     s.schedule(0)
     s.advance(100)
@@ -234,7 +233,7 @@ def test_disabled_hosts_are_not_used() -> None:
     assert s.leases[2].state is S.REJECTED
 
 
-# --- explanations ------------------------------------------------------------------------------
+# --- explanations -------------------------------------------------------------------------
 
 
 def test_rejection_names_each_host_and_the_short_resource() -> None:
@@ -257,7 +256,7 @@ def test_queued_lease_says_why_it_waits() -> None:
     assert s.leases[2].reason.startswith("waiting")
 
 
-# --- policies --------------------------------------------------------------------------------
+# --- policies -----------------------------------------------------------------------------
 
 
 def test_unknown_policy_name_lists_the_known_ones() -> None:
@@ -321,7 +320,7 @@ def test_built_in_policies_need_no_packaging_metadata(monkeypatch: pytest.Monkey
             policies.preemption.name) == ("accept-all", "enabled", "greedy", "ar-preempts-be")
 
 
-# --- the slot table --------------------------------------------------------------------------
+# --- the slot table -----------------------------------------------------------------------
 
 
 ONE = Capacity(1, 1024)

@@ -118,7 +118,7 @@ def test_reprieve_gives_back_victims_that_were_not_needed() -> None:
     assert s.preemptions == 1
 
 
-# --- rejections -----------------------------------------------------------------------------
+# --- rejections ---------------------------------------------------------------------------
 
 
 def test_ar_rejected_when_overlapping_leases_are_non_preemptible() -> None:
@@ -172,7 +172,7 @@ def test_im_shutdown_comes_after_its_run() -> None:
     assert timeline(s.leases[1]) == {"state": "done", "runs": [(10, 110, (0, 1))], "done": 119}
 
 
-# --- without suspension ----------------------------------------------------------------------
+# --- without suspension -------------------------------------------------------------------
 
 
 def test_suspension_none_kills_and_requeues_with_full_duration() -> None:
@@ -219,7 +219,7 @@ def test_victim_at_the_threshold_is_suspended() -> None:
     }
 
 
-# --- future reservations -----------------------------------------------------------------------
+# --- future reservations ------------------------------------------------------------------
 
 
 def test_future_best_effort_reservation_is_simply_re_planned() -> None:
@@ -262,7 +262,7 @@ def test_future_resumption_is_re_planned_after_a_new_ar() -> None:
     assert planned(s.leases[1]) == (1300, 1332, 3364, (0,))
 
 
-# --- global exclusion across leases -------------------------------------------------------------
+# --- global exclusion across leases -------------------------------------------------------
 
 
 def test_global_exclusion_serialises_suspensions_of_different_leases() -> None:
@@ -289,7 +289,7 @@ def test_local_exclusion_suspends_different_leases_in_parallel() -> None:
         }
 
 
-# --- shutdowns -----------------------------------------------------------------------------------
+# --- shutdowns ----------------------------------------------------------------------------
 
 
 def test_ar_shutdown_is_carved_from_its_window() -> None:
@@ -323,3 +323,34 @@ def test_ar_that_fits_on_free_hosts_preempts_nothing() -> None:
     assert timeline(s.leases[2])["runs"] == [(500, 600, (1, 2, 3))]
     assert timeline(s.leases[1]) == {"state": "done", "runs": [(0, 1000, (0,))], "done": 1000}
     assert s.preemptions == 0
+
+
+# --- early ends and preemption ------------------------------------------------------------
+
+
+def test_lease_ending_before_its_planned_suspension_is_simply_done() -> None:
+    s = run([be(1, 0, 3600, real_duration=1000), ar(2, 900, 1800, 1800, nodes=4)], hosts(4),
+            enactment_overhead=2, override_suspend_time=0)
+    assert timeline(s.leases[1]) == {"state": "done", "runs": [(0, 1000, (0,))], "done": 1000}
+
+
+def test_requeued_lease_does_its_real_work_again_from_the_start() -> None:
+    # 800 s of real work: killed at 500, it starts over at 600 and ends at 1400.
+    s = run([be(1, 0, 1000, nodes=2, real_duration=800), ar(2, 100, 500, 100, nodes=2)],
+            hosts(2), suspension="none")
+    assert timeline(s.leases[1]) == {
+        "state": "done", "runs": [(0, 500, (0, 1)), (600, 1400, (0, 1))], "done": 1400,
+    }
+
+
+def test_suspended_lease_does_only_its_remaining_real_work() -> None:
+    # 800 s of real work: 468 before the suspension, 332 after the resume.
+    s = run([be(1, 0, 1000, nodes=2, real_duration=800), ar(2, 100, 500, 100, nodes=2)],
+            hosts(2))
+    assert timeline(s.leases[1]) == {
+        "state": "done",
+        "runs": [(0, 468, (0, 1)), (632, 964, (0, 1))],
+        "suspensions": [(468, 500)],
+        "resumptions": [(600, 632)],
+        "done": 964,
+    }

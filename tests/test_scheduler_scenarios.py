@@ -27,7 +27,7 @@ def replay(scenarios: Path, name: str, **options: Any) -> Scheduler:
     return run(trace.requests, site, **{**HAIZEA, **options})
 
 
-# --- REFERENCE.md's two scenarios -----------------------------------------------------
+# --- REFERENCE.md's two scenarios ---------------------------------------------------------
 
 
 def test_preemption(scenarios: Path) -> None:
@@ -80,7 +80,7 @@ def test_reservation_is_made_in_the_future_at_once() -> None:
     assert planned(s.leases[2]) == (3602, 3602, 4502, ALL)
 
 
-# --- the other scenarios, worked out by hand ------------------------------------------
+# --- the other scenarios, worked out by hand ----------------------------------------------
 
 
 def test_preemption_prematureend(scenarios: Path) -> None:

@@ -96,7 +96,7 @@ def test_ar_transfer_comes_first_when_submitted_with_a_best_effort_lease() -> No
     }
 
 
-# --- the image cache ------------------------------------------------------------------------
+# --- the image cache ----------------------------------------------------------------------
 
 
 def test_cached_image_needs_no_transfer() -> None:
