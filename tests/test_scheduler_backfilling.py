@@ -216,3 +216,23 @@ def test_lease_without_an_image_is_not_held_back_by_one_waiting_for_a_transfer()
     for queue in ([*head, be(3, 0, 100)], [*head, be(2, 0, 100, **image), be(3, 0, 100)]):
         s = run(queue, hosts(2), image_transfer="multicast")
         assert timeline(s.leases[3]) == {"state": "done", "runs": [(0, 100, (1,))], "done": 100}
+
+
+def test_early_end_never_pushes_a_reservation_later() -> None:
+    # EASY. L3 (2 nodes) holds the one future reservation, at 1000 when L1 should end. An AR
+    # suspends L2 at 468-500; L2, older than L3, waits in the queue without a reservation.
+    # L1 ends early at 700: L3's reservation may only move earlier (to 700, both hosts free);
+    # L2 then resumes after it. Giving the freed capacity to L2 first would push L3 to 3264.
+    requests = [be(1, 0, 1000, real_duration=700), be(2, 0, 3000), be(3, 10, 100, nodes=2),
+                ar(4, 20, 500, 100)]
+    without_early_end = run([be(1, 0, 1000), *requests[1:]], hosts(2))
+    assert timeline(without_early_end.leases[3])["runs"] == [(1000, 1100, (0, 1))]
+    s = run(requests, hosts(2))
+    assert timeline(s.leases[3]) == {"state": "done", "runs": [(700, 800, (0, 1))], "done": 800}
+    assert timeline(s.leases[2]) == {
+        "state": "done",
+        "runs": [(0, 468, (1,)), (832, 3364, (1,))],
+        "suspensions": [(468, 500)],
+        "resumptions": [(800, 832)],
+        "done": 3364,
+    }

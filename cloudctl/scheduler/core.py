@@ -315,8 +315,8 @@ class Scheduler:
 
     def _replan_future(self, now: int) -> None:
         """Capacity came free early: every best-effort reservation that has not begun and
-        could now start earlier is given up, and the next pass places it again in queue
-        order (compression).  Reservations that cannot move keep their hosts."""
+        could now start earlier is placed again, in queue order (compression).  Reservations
+        that cannot move keep their hosts."""
         for lease_id in sorted(self._future_be, key=lambda i: self.leases[i].queue_key):
             lease = self.leases[lease_id]
             run = lease.run
@@ -330,7 +330,10 @@ class Scheduler:
                 self._move(lease, S.SUSPENDED_QUEUED, now, "re-planned")
             else:
                 self._move(lease, S.QUEUED, now, "re-planned")
-            self._enqueue(lease)
+            # Re-place it at once, before the queue: its old slot is free again, so it can only
+            # move earlier; leases still waiting in the queue never overtake it.
+            if not self._schedule_be(lease, now, may_reserve=True):
+                self._enqueue(lease)
 
     def _could_start_before(self, lease: Lease, run: Run, now: int) -> bool:
         if self.config.image_transfer != "none" or lease.suspended or run.post != SHUTDOWN:
@@ -358,11 +361,9 @@ class Scheduler:
             self._room_cache[need] = room
         return room
 
-    def _known_not_to_fit(self, lease: Lease, suspended: bool) -> bool:
-        """A lease of the same shape, no smaller and no shorter, failed to start now against
-        this very table: this one cannot start either (queue walks ask this a lot)."""
-        if suspended:
-            return False
+    def _known_not_to_fit(self, lease: Lease) -> bool:
+        """A plain lease of the same shape, no smaller and no shorter, failed to start now
+        against this very table: this one cannot start either (queue walks ask this a lot)."""
         self._room_now(lease)  # clears the caches when the table changed
         for nodes, length in self._misfits.get(lease.need, ()):
             if lease.nodes >= nodes and lease.remaining >= length:
@@ -373,12 +374,16 @@ class Scheduler:
         cfg = self.config
         need = lease.need
         suspended = lease.state is S.SUSPENDED_QUEUED
+        suspendable = lease.preemptible and cfg.suspension_enabled and self._fixed_future > 0
+        # Leases that cannot be split and need no image differ only in size and length, so one
+        # that failed to start now rules out any no smaller and no shorter.
+        plain = not suspended and not suspendable and (cfg.image_transfer == "none"
+                                                       or not lease.image)
         if not may_reserve:
-            if self._room_now(lease) < lease.nodes or self._known_not_to_fit(lease, suspended):
+            if self._room_now(lease) < lease.nodes or (plain and self._known_not_to_fit(lease)):
                 lease.reason = self._waiting_reason(lease, now, may_reserve)
                 return False
         shutdown = shutdown_duration(lease.nodes, cfg)
-        suspendable = lease.preemptible and cfg.suspension_enabled and self._fixed_future > 0
         options: list[tuple[int, int, Run]] = []
 
         def plan(hosts_pref: tuple[int, ...] | None, migrate_all: bool) -> Run | None:
@@ -420,7 +425,7 @@ class Scheduler:
             if run is not None:
                 options.append((run.start, 0, run))
         if not options:
-            if not may_reserve and not suspended:
+            if not may_reserve and plain:
                 self._misfits.setdefault(need, []).append((lease.nodes, lease.remaining))
             lease.reason = self._waiting_reason(lease, now, may_reserve)
             return False
@@ -553,13 +558,14 @@ class Scheduler:
         if cfg.image_transfer == "none" or not lease.image:
             return None
         one = transfer_time(lease.image_size, cfg.bandwidth)
-        total = one if cfg.image_transfer == "multicast" else one * lease.nodes
+        have = [self.cache[h].get(lease.image) if cfg.image_cache else None
+                for h in range(len(self.hosts))]
+        # Unicast sends one copy per host that lacks the image, at most one per VM.
+        lacking = sum(1 for t in have if t is None)
+        copies = 1 if cfg.image_transfer == "multicast" else max(1, min(lease.nodes, lacking))
+        total = one * copies
         arrive = self.link.earliest(now, total) + total
-        ready = {}
-        for h in range(len(self.hosts)):
-            have = self.cache[h].get(lease.image) if cfg.image_cache else None
-            ready[h] = arrive if have is None else max(now, min(have, arrive))
-        return ready
+        return {h: arrive if t is None else max(now, min(t, arrive)) for h, t in enumerate(have)}
 
     def _book_transfers(self, lease: Lease, hosts: Iterable[int], deadline: int, now: int,
                         latest: bool) -> bool:
