@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import insort
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -307,7 +307,6 @@ class Scheduler:
             queue.append(lease)
             return
         keys = [q.queue_key for q in queue]
-        from bisect import bisect_right
         queue.insert(bisect_right(keys, lease.queue_key), lease)
 
     def _dequeue(self, lease: Lease) -> None:
@@ -430,7 +429,6 @@ class Scheduler:
             lease.reason = self._waiting_reason(lease, now, may_reserve)
             return False
         _, _, run = min(options, key=lambda o: (o[0], o[1]))
-        self._dequeue_if_queued(lease)
         self._book(run, now)
         if run.start > now:
             self._future_be.add(lease.id)
@@ -438,10 +436,6 @@ class Scheduler:
         when = "now" if run.start <= now else f"at {run.start} (future reservation)"
         self._move(lease, new, now, f"scheduled {when}")
         return True
-
-    def _dequeue_if_queued(self, lease: Lease) -> None:
-        # The pass rebuilds the queue itself; leases placed outside a pass leave here.
-        pass
 
     def _choose(self, lease: Lease, t: int, candidates: list[Candidate], pre: int, migrate: int,
                 full: int, sus: int, min_len: int, suspendable: bool,
@@ -837,6 +831,3 @@ class Scheduler:
         if self.listener is not None:
             self.listener(lease, old, new, now, reason)
 
-
-def insort_lease(queue: list[Lease], lease: Lease) -> None:
-    insort(queue, lease, key=lambda q: q.queue_key)
