@@ -453,17 +453,10 @@ class Scheduler:
                 for c in candidates:
                     if table.has_future(c.host):  # only these can be cut short
                         c.until, c.blocked_by_fixed = table.free_until(c.host, t, need, 1, end_full)
-            score = self.policies.host_score
-            ranked = sorted(candidates, key=lambda c: (*score.key(lease, c, end_full), c.host))
-            chosen: list[int] = []
-            for c in ranked:
-                take = min(c.fits, lease.nodes - len(chosen))
-                chosen.extend([c.host] * take)
-                if len(chosen) == lease.nodes:
-                    break
-            if len(chosen) < lease.nodes:
+            assigned = self._assign(lease, candidates, end_full)
+            if assigned is None:
                 return None
-            hosts = tuple(chosen)
+            hosts = assigned
             if suspendable and min_len < full:
                 ends = [table.free_until(h, t, need, n, end_full) if table.has_future(h)
                         else (end_full, True) for h, n in Counter(hosts).items()]
@@ -659,11 +652,14 @@ class Scheduler:
                 chosen.extend([h] * min(fits, lease.nodes - len(chosen)))
                 if len(chosen) == lease.nodes:
                     return tuple(chosen)
-        candidates = table.candidates_at(start, end, lease.need, allowed)
-        if sum(c.fits for c in candidates) < lease.nodes:
-            return None
+        return self._assign(lease, table.candidates_at(start, end, lease.need, allowed), end)
+
+    def _assign(self, lease: Lease, candidates: list[Candidate],
+                end: int) -> tuple[int, ...] | None:
+        """One host per virtual node, best-scored hosts first, as many VMs per host as fit."""
+        score = self.policies.host_score
         ranked = sorted(candidates, key=lambda c: (*score.key(lease, c, end), c.host))
-        chosen = []
+        chosen: list[int] = []
         for c in ranked:
             chosen.extend([c.host] * min(c.fits, lease.nodes - len(chosen)))
             if len(chosen) == lease.nodes:

@@ -73,6 +73,17 @@ def vnodes_fitting(free_cpu: int, free_mem: int, free_disk: int, need: Capacity)
     return n
 
 
+def usage_at(bookings: Iterable[Booking], t: int) -> tuple[int, int, int]:
+    """(cpus, memory, disk) the bookings hold at instant t."""
+    cpu = mem = disk = 0
+    for b in bookings:
+        if b.start <= t < b.end:
+            cpu += b.cpus
+            mem += b.mem
+            disk += b.disk
+    return cpu, mem, disk
+
+
 class SlotTable:
     def __init__(self, hosts: Iterable[HostSpec], now: int = 0) -> None:
         self.hosts: list[HostSpec] = list(hosts)
@@ -245,13 +256,7 @@ class SlotTable:
         return self.by_host[host]
 
     def usage_at(self, host: int, t: int) -> tuple[int, int, int]:
-        cpu = mem = disk = 0
-        for b in self.by_host[host]:
-            if b.start <= t < b.end:
-                cpu += b.cpus
-                mem += b.mem
-                disk += b.disk
-        return cpu, mem, disk
+        return usage_at(self.by_host[host], t)
 
     def fit_count(self, h: int, start: int, end: int, need: Capacity,
                   ignore: object = None) -> tuple[int, int]:
@@ -268,12 +273,7 @@ class SlotTable:
         best = 1 << 30
         # Usage is piecewise constant; its peaks are at the starts of overlapping bookings.
         for p in {max(start, b.start) for b in overlapping}:
-            cpu = mem = disk = 0
-            for b in overlapping:
-                if b.start <= p < b.end:
-                    cpu += b.cpus
-                    mem += b.mem
-                    disk += b.disk
+            cpu, mem, disk = usage_at(overlapping, p)
             best = min(best, vnodes_fitting(cap_cpu - cpu, cap_mem - mem, cap_disk - disk, need))
         return best, len(overlapping)
 
@@ -286,12 +286,7 @@ class SlotTable:
         peak = [0, 0, 0]
         overlapping = self.overlapping(h, start, end)
         for p in {max(start, b.start) for b in overlapping} or {start}:
-            used = [0, 0, 0]
-            for b in overlapping:
-                if b.start <= p < b.end:
-                    used[0] += b.cpus
-                    used[1] += b.mem
-                    used[2] += b.disk
+            used = usage_at(overlapping, p)
             peak = [max(x, y) for x, y in zip(peak, used, strict=True)]
         wants = (need.cpus * count, need.memory_mib * count, need.disk_mib * count)
         free = (cap_cpu - peak[0], cap_mem - peak[1], cap_disk - peak[2])
@@ -311,12 +306,7 @@ class SlotTable:
         cpu0, mem0, disk0 = need.cpus * count, need.memory_mib * count, need.disk_mib * count
         for p_booking in later:
             p = max(start, p_booking.start)
-            cpu = mem = disk = 0
-            for b in later:
-                if b.start <= p < b.end:
-                    cpu += b.cpus
-                    mem += b.mem
-                    disk += b.disk
+            cpu, mem, disk = usage_at(later, p)
             if cpu + cpu0 > cap_cpu or mem + mem0 > cap_mem or disk + disk0 > cap_disk:
                 owner = p_booking.owner
                 fixed = not getattr(owner, "movable", False)
