@@ -8,6 +8,10 @@ PY=${PYTHON:-python3}
 need_apt=()
 command -v "$PY" >/dev/null 2>&1 || need_apt+=(python3)
 if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
+# libvirt-python has no wheels: it compiles against libvirt's headers.
+for pkg in libvirt-dev pkg-config gcc; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -24,9 +28,13 @@ PYCHECK
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel 2>&1 \
-    | grep -v '^WARNING: Location' || true
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
-    | grep -v '^WARNING: Location' || true
+pip_install() {
+    # pip's warnings about the venv location are noise; its failures are not.
+    .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2>&1 \
+        | { grep -v '^WARNING: Location' || true; }
+    return "${PIPESTATUS[0]}"
+}
+pip_install --upgrade pip setuptools wheel
+pip_install -e '.[test]'
 .venv/bin/cloudctl --version >/dev/null
 echo "setup: ready — activate with 'source .venv/bin/activate' or call .venv/bin/cloudctl" >&2
