@@ -438,6 +438,9 @@ class TestDriver(LibvirtDriver):
         if self._depth:  # a second flock from this process would wait for itself
             yield
             return
+        if not self.node_file.is_file():
+            # Checked here, not left to libvirt: libxml2 would also print a warning on stderr.
+            raise self._fail("connect", f"no node file at {self.node_file}")
         try:
             lock = locked(self.node_file, exclusive=mutates)
             lock.__enter__()
