@@ -170,10 +170,17 @@ class LibvirtDriver:
                 return None
             raise
 
-    def _is_active(self, dom: Any) -> bool:
-        native = self._native_state(dom)
-        return native is not None and map_state(native) not in (VMState.SHUTOFF,
-                                                                VMState.UNKNOWN)
+    @staticmethod
+    def _is_active(dom: Any) -> bool:
+        """Running, paused or crashed-and-kept: it holds memory. False once it vanished."""
+        import libvirt
+
+        try:
+            return bool(dom.isActive())
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            raise
 
     def _undefine(self, dom: Any) -> None:
         import libvirt
@@ -263,10 +270,11 @@ class LibvirtDriver:
             dom = self._lookup(name)
             if dom is None:
                 return
-            if self._native_state(dom) in _PAUSED_NATIVE:
-                self._hard_stop(dom)  # a paused guest cannot see the ACPI event
-            elif self._is_active(dom):
+            native = self._native_state(dom)
+            if native is not None and map_state(native) is VMState.RUNNING:
                 self._acpi_shutdown(dom, grace_s)
+            elif self._is_active(dom):
+                self._hard_stop(dom)  # a paused or crashed guest cannot act on ACPI
             self._undefine(dom)
 
     def _acpi_shutdown(self, dom: Any, grace_s: float) -> None:
@@ -382,17 +390,25 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
-@contextmanager
-def locked(node_file: Path, exclusive: bool) -> Iterator[None]:
-    """flock on `node_file`.lock: the node file itself is replaced by rename, so it cannot
-    carry the lock."""
-    lock_path = node_file.with_name(node_file.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+def acquire_lock(node_file: Path, exclusive: bool) -> int:
+    """flock `node_file`.lock and return its descriptor (closing it releases the lock). The
+    node file itself is replaced by rename at each write, so it cannot carry the lock."""
+    fd = os.open(node_file.with_name(node_file.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def locked(node_file: Path, exclusive: bool) -> Iterator[None]:
+    fd = acquire_lock(node_file, exclusive)
+    try:
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        os.close(fd)
 
 
 class TestDriver(LibvirtDriver):
@@ -442,10 +458,9 @@ class TestDriver(LibvirtDriver):
             # Checked here, not left to libvirt: libxml2 would also print a warning on stderr.
             raise self._fail("connect", f"no node file at {self.node_file}")
         try:
-            lock = locked(self.node_file, exclusive=mutates)
-            lock.__enter__()
+            lock_fd = acquire_lock(self.node_file, exclusive=mutates)
         except OSError as exc:
-            raise self._fail("connect", f"{exc.strerror}: {exc.filename}") from exc
+            raise self._fail("lock", f"{exc.strerror}: {exc.filename}") from exc
         self._depth += 1
         try:
             # Another process may have changed the file: reconnecting re-reads it (~0.1 ms).
@@ -454,11 +469,12 @@ class TestDriver(LibvirtDriver):
             try:
                 yield
             finally:
+                # Also after a failure: libvirt may have changed state before it failed.
                 if mutates and self._conn is not None:
                     self._persist()
         finally:
             self._depth -= 1
-            lock.__exit__(None, None, None)
+            os.close(lock_fd)
 
     def _persist(self) -> None:
         """Write every domain, with its run state, back into the node file."""
