@@ -374,6 +374,14 @@ def node_document(cpus: int, memory_mib: int) -> str:
             "</node>\n")
 
 
+def node_text(children: list[ET.Element]) -> str:
+    """A <node> document of `children`; each serialized alone carries its own namespace
+    declarations, so a domain keeps its test: namespace wherever it sits."""
+    body = "".join("  " + ET.tostring(child, encoding="unicode").strip() + "\n"
+                   for child in children)
+    return f"<node>\n{body}</node>\n"
+
+
 def write_private(path: Path, text: str) -> None:
     """Replace `path` atomically with `text`, readable by its owner only."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -444,9 +452,17 @@ class TestDriver(LibvirtDriver):
         hosts.mkdir(parents=True, exist_ok=True, mode=0o700)
         node_file = hosts / f"{host_name}.xml"
         with locked(node_file, exclusive=True):
-            # An existing file holds the host's domains: never overwrite it.
             if not node_file.exists():
                 write_private(node_file, node_document(cpus, memory_mib))
+            else:
+                # It holds the host's domains: keep them, update only the host's size.
+                try:
+                    old = ET.parse(node_file).getroot()
+                except ET.ParseError as exc:
+                    raise InvalidInput(f"node file {node_file} is not XML: {exc}") from exc
+                size = list(ET.fromstring(node_document(cpus, memory_mib)))
+                kept = [child for child in old if child.tag not in ("cpu", "memory")]
+                write_private(node_file, node_text([*size, *kept]))
         return f"test://{node_file}"
 
     @contextmanager
@@ -497,10 +513,7 @@ class TestDriver(LibvirtDriver):
         try:
             root = ET.parse(self.node_file).getroot()
             kept = [child for child in root if child.tag != "domain"]
-            # Each child serialized alone carries its own namespace declarations.
-            body = "".join("  " + ET.tostring(child, encoding="unicode").strip() + "\n"
-                           for child in [*kept, *domains])
-            write_private(self.node_file, f"<node>\n{body}</node>\n")
+            write_private(self.node_file, node_text([*kept, *domains]))
         except (OSError, ET.ParseError) as exc:
             raise self._fail("save node file", str(exc)) from exc
 

@@ -64,10 +64,13 @@ def test_default_uri_creates_a_private_node_file(tmp_path: Path) -> None:
         info = drv.host_info()
         assert (info.cpus, info.memory_mib, info.free_memory_mib) == (6, 12288, 12288)
         drv.create(VMSpec(name="cloudctl-1-0", cpus=1, memory_mib=64, lease_id=1, node=0))
-    # Asking again must not wipe the host's VMs.
-    assert registry.default_uri("test", "host-3", 6, 12288, tmp_path / "state") == uri
+    # Asking again must not wipe the host's VMs; it updates the host's size.
+    assert registry.default_uri("test", "host-3", 8, 16384, tmp_path / "state") == uri
     with registry.open_driver("test", uri) as drv:
         assert drv.list_vms() == {"cloudctl-1-0": VMState.RUNNING}
+        info = drv.host_info()
+        assert (info.cpus, info.memory_mib, info.free_memory_mib) == (8, 16384, 16384 - 64)
+    assert node_file.stat().st_mode & 0o777 == 0o600
 
 
 def test_default_uri_of_qemu_is_the_system_daemon(tmp_path: Path) -> None:
