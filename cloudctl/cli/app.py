@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from cloudctl import __version__
-from cloudctl.cli import simulate
+from cloudctl.cli import host, image, init, lease, schedule, simulate, tick, vm
 from cloudctl.errors import EXIT_CODES, CloudctlError
 
 INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
@@ -115,16 +115,30 @@ def root(
     verbose: Annotated[bool, typer.Option(
         "-v", "--verbose", help="Explain more; print the traceback of an internal error.")
     ] = False,
+    db: Annotated[str | None, typer.Option(
+        "--db", metavar="PATH", show_default=False,
+        help="The state store (default: $CLOUDCTL_DB, the config's store.db, else "
+             "~/.local/share/cloudctl/state.db).")] = None,
     version: Annotated[bool, typer.Option(
         "--version", is_eager=True, callback=_show_version,
         help="Print cloudctl's version and exit.")] = False,
 ) -> None:
     """Manage a private cloud with a Haizea-style lease scheduler."""
-    ctx.obj = {"verbose": verbose}
+    ctx.obj = {"verbose": verbose, "db": db}
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
 
 
+app.command("init")(init.init)
+app.add_typer(host.app, name="host")
+app.add_typer(image.app, name="image")
+app.add_typer(lease.app, name="lease")
+app.add_typer(vm.app, name="vm")
+app.add_typer(schedule.app, name="schedule")
+app.command("tick")(tick.tick)
+app.command("run")(tick.run)
+app.add_typer(init.db_app, name="db")
+app.add_typer(init.config_app, name="config")
 app.command("simulate")(simulate.simulate)
 
 

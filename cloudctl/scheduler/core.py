@@ -175,7 +175,7 @@ class Scheduler:
         allowed = self._allowed(lease)
         out = []
         for h, host in enumerate(self.hosts):
-            if allowed is not None and h not in allowed:
+            if (allowed is not None and h not in allowed) or not self.table.enabled[h]:
                 out.append((host.name, str(self.policies.host_filter.explain(lease, host))))
                 continue
             out.append((host.name, self.table.shortfall(h, start, end, lease.need)))
@@ -827,3 +827,81 @@ class Scheduler:
         if self.listener is not None:
             self.listener(lease, old, new, now, reason)
 
+
+    # -- a scheduler rebuilt from a state store ---------------------------------------------
+
+    def restore(self, lease: Lease, run: Run | None) -> None:
+        """Put back a lease saved by a state store, with its current reservation (whose
+        `step` says which phases were already carried out)."""
+        self.leases[lease.id] = lease
+        if lease.state in (S.QUEUED, S.SUSPENDED_QUEUED):
+            self._enqueue(lease)
+        if run is None:
+            return
+        lease.run = run
+        held, run.channel = run.channel, []
+        for start, end in held:
+            self._hold_channel(run, start, end)
+        for h in run.hosts:
+            run.bookings.append(self.table.add(Booking(run.start, run.end, h, lease.need, run)))
+        self._push(run)
+        if lease.type is LeaseType.BE:
+            if run.step == 0 and run.start > self.now:
+                self._future_be.add(lease.id)
+        else:
+            self._fixed_future += 1
+
+    def evict(self, lease_id: int, now: int, reason: str) -> Lease:
+        """Take a lease off its hosts (a host is drained, removed or lost). Best-effort leases
+        go back to the queue and start over; an AR or IM lease that has not begun is placed
+        again in the same window if it can be, else it fails with the reason."""
+        lease = self.leases[lease_id]
+        if lease.state.final:
+            return lease
+        self._tick(now)
+        run = lease.run
+        if lease in self.queue:
+            self._dequeue(lease)
+        if run is not None:
+            if run.run_start < now and run.step >= _PHASE_STEP[RUN_START]:
+                lease.runs.append((run.run_start, min(now, run.run_end), run.hosts))
+            self._future_be.discard(lease.id)
+            self._release(run, now)
+        if lease.type is LeaseType.BE:
+            lease.remaining = lease.duration
+            lease.last_hosts = ()
+            self._move(lease, S.QUEUED, now, f"{reason}; requeued, starts over")
+            self._enqueue(lease)
+        elif run is not None and run.step == 0 and run.start >= now:
+            hosts = self._place_exact(lease, run.start, run.end, self._allowed(lease))
+            if hosts is None:
+                self._move(lease, S.FAIL, now, f"{reason}; no other host free for "
+                                               f"[{run.start}, {run.end})")
+            else:
+                again = Run(lease, hosts, run.start, run.start, run.start, run.run_end,
+                            run.end, SHUTDOWN)
+                self._book(again, now)
+                self._fixed_future += 1
+                lease.reason = f"{reason}; re-placed on other hosts"
+        else:
+            self._move(lease, S.FAIL, now, reason)
+        self._replan_future(now)
+        self.schedule(now)
+        return lease
+
+    def fail(self, lease_id: int, now: int, reason: str) -> Lease:
+        """The lease cannot be carried out (its driver keeps failing): give its capacity
+        back and record why."""
+        lease = self.leases[lease_id]
+        if lease.state.final:
+            return lease
+        self._tick(now)
+        if lease in self.queue:
+            self._dequeue(lease)
+        if lease.run is not None:
+            self._future_be.discard(lease.id)
+            self._release(lease.run, now)
+        self._move(lease, S.FAIL, now, reason)
+        self._replan_future(now)
+        self.schedule(now)
+        return lease

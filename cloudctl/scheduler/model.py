@@ -65,6 +65,11 @@ _EDGES: dict[LeaseState, set[LeaseState]] = {
     S.RESUMING: {S.RESUMED_READY, S.ACTIVE},
     S.RESUMED_READY: {S.ACTIVE},
 }
+# A lease whose host is drained, removed or lost starts over from the queue, whatever it was
+# doing (its memory image, if any, was on that host).
+for _state in (S.SUSPENDING, S.SUSPENDED_PENDING, S.SUSPENDED_QUEUED, S.SUSPENDED_SCHEDULED,
+               S.MIGRATING, S.RESUMING, S.RESUMED_READY):
+    _EDGES[_state].add(S.QUEUED)
 for _state in LeaseState:
     if not _state.final:
         _EDGES.setdefault(_state, set()).update({S.CANCELLED, S.FAIL})

@@ -1,0 +1,78 @@
+"""`cloudctl image`: the VM images leases boot from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cloudctl.cli.common import Json, Output, Quiet, cloud, emit, emit_one, output_format, say
+
+app = typer.Typer(help="Add, list, show and remove images.", no_args_is_help=True)
+COLUMNS = [("name", "NAME"), ("format", "FORMAT"), ("size_bytes", "BYTES"),
+           ("path", "PATH"), ("sha256", "SHA256")]
+Name = Annotated[str, typer.Argument(help="The image's name.", show_default=False)]
+
+
+def _json(image: Any) -> dict[str, Any]:
+    from cloudctl.timefmt import iso
+
+    data = asdict(image)
+    data.pop("id")
+    data["size_mib"] = image.size_mib
+    data["added"] = iso(data.pop("added_at"))
+    return data
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context, name: Name,
+    path: Annotated[Path, typer.Option("--path", metavar="FILE", show_default=False,
+                                       help="The image file; its size is read from it.")],
+    fmt_: Annotated[str | None, typer.Option(
+        "--format", metavar="qcow2|raw", show_default=False,
+        help="Image format (default: detected from the file).")] = None,
+    output: Output = None, as_json: Json = False, quiet: Quiet = False,
+) -> None:
+    """Register an image file (size and SHA-256 are recorded)."""
+    fmt = output_format(output, as_json)
+    with cloud(ctx) as c:
+        image = c.add_image(name, path, fmt_)
+    if fmt == "table" and not quiet:
+        say(f"image {name} added ({image.format}, {image.size_bytes} bytes)")
+        return
+    emit_one(_json(image), fmt, COLUMNS, quiet=quiet, key="name")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, output: Output = None, as_json: Json = False,
+          quiet: Quiet = False) -> None:
+    """Every image."""
+    fmt = output_format(output, as_json)
+    with cloud(ctx) as c:
+        images = c.images()
+    emit([_json(i) for i in images], COLUMNS, fmt, quiet, key="name")
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: Name, output: Output = None, as_json: Json = False) -> None:
+    """One image."""
+    fmt = output_format(output, as_json)
+    with cloud(ctx) as c:
+        image = c.image(name)
+    emit_one(_json(image), fmt, COLUMNS + [("added", "ADDED")], key="name")
+
+
+@app.command("remove")
+def remove(ctx: typer.Context, name: Name, output: Output = None,
+           as_json: Json = False) -> None:
+    """Forget an image (refused while a live lease uses it; the file is left alone)."""
+    fmt = output_format(output, as_json)
+    with cloud(ctx) as c:
+        image = c.remove_image(name)
+    if fmt == "table":
+        say(f"image {name} removed")
+        return
+    emit_one(_json(image), fmt, COLUMNS, key="name")

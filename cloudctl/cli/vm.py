@@ -1,0 +1,69 @@
+"""`cloudctl vm`: the virtual machines leases run as."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from cloudctl.cli.common import Json, Output, Quiet, cloud, emit, emit_one, output_format
+
+app = typer.Typer(help="List and show VMs.", no_args_is_help=True)
+COLUMNS = [("name", "NAME"), ("lease", "LEASE"), ("node", "NODE"), ("host", "HOST"),
+           ("state", "STATE"), ("want", "WANTS"), ("cpus", "CPUS"),
+           ("memory_mib", "MEM MiB"), ("error", "ERROR")]
+
+
+def _json(vm: Any) -> dict[str, Any]:
+    from cloudctl.timefmt import iso
+
+    return {"name": vm.name, "id": vm.id, "lease": vm.lease_id, "node": vm.node,
+            "host": vm.host, "state": vm.state, "want": vm.want, "cpus": vm.cpus,
+            "memory_mib": vm.memory_mib, "image": vm.image, "error": vm.error or None,
+            "attempts": vm.attempts, "retry_at": iso(vm.retry_at),
+            "save_path": vm.save_path, "updated": iso(vm.updated_at)}
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    lease: Annotated[int | None, typer.Option("--lease", metavar="ID", show_default=False,
+                                              help="Only this lease's VMs.")] = None,
+    host: Annotated[str | None, typer.Option("--host", metavar="NAME", show_default=False,
+                                             help="Only VMs on this host.")] = None,
+    all_: Annotated[bool, typer.Option("--all", "-a",
+                                       help="Include VMs that are gone.")] = False,
+    output: Output = None, as_json: Json = False, quiet: Quiet = False,
+) -> None:
+    """VMs that exist or should (with --all, also those gone)."""
+    fmt = output_format(output, as_json)
+    with cloud(ctx) as c:
+        vms = c.vms(lease_id=lease, host=host)
+    if not all_:
+        vms = [vm for vm in vms if not (vm.state == "gone" and vm.want == "gone")]
+    emit([_json(vm) for vm in vms], COLUMNS, fmt, quiet, key="name")
+
+
+@app.command("show")
+def show(ctx: typer.Context,
+         vm: Annotated[str, typer.Argument(metavar="NAME|ID", help="The VM's name or ID.",
+                                           show_default=False)],
+         output: Output = None, as_json: Json = False) -> None:
+    """One VM and its story."""
+    from cloudctl.timefmt import iso, local
+
+    fmt = output_format(output, as_json)
+    with cloud(ctx) as c:
+        record, events = c.vm(vm)
+    data = _json(record)
+    data["events"] = [{"time": iso(e.time), "from": e.from_state, "to": e.to_state,
+                       "reason": e.reason} for e in events]
+
+    def story() -> None:
+        for e in events:
+            sys.stdout.write(f"  {local(e.time)}  {e.from_state or ''} -> {e.to_state or ''}"
+                             f"  {e.reason}\n")
+
+    emit_one(data, fmt, COLUMNS + [("attempts", "ATTEMPTS"), ("retry_at", "RETRY AT")],
+             key="name", extra=story)

@@ -1,0 +1,203 @@
+"""The config file (TOML) and the effective settings of one cloudctl invocation.
+
+Where things come from, first match wins: the store from `--db`, `CLOUDCTL_DB`, the config's
+`[store] db`, else the per-user data dir; the config from `CLOUDCTL_CONFIG`, else
+`~/.config/cloudctl/config.toml` (a missing file means all defaults). The environment is
+passed in as a mapping, never read here from globals.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloudctl.errors import InvalidInput
+from cloudctl.scheduler.config import SchedulerConfig
+from cloudctl.timefmt import parse_duration
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+POLICY_KEYS = {"preemption": "preemption_policy", "host-score": "host_score_policy",
+               "host-filter": "host_filter_policy", "admission": "admission_policy"}
+ENACTMENT_DEFAULTS: dict[str, Any] = {"max-attempts": 5, "retry-backoff": 30,
+                                      "shutdown-grace": 30}
+
+DEFAULT_CONFIG = """\
+# cloudctl configuration (TOML). Every key is optional; the values shown are the defaults.
+# `cloudctl config show` prints the effective configuration.
+
+[store]
+# db = "{db}"          # the SQLite state store (--db and CLOUDCTL_DB win over this)
+# state-dir = "{state_dir}"   # node files, suspended VM memory images
+
+[scheduler]
+# The same names as `cloudctl simulate`'s flags.
+# backfilling = "easy"           # off | easy | conservative | N
+# suspension = "all"             # none | all: may best-effort leases be suspended
+# suspend-rate = 32.0            # MiB/s
+# resume-rate = 32.0             # MiB/s
+# override-suspend-time = 10     # s, instead of memory / rate
+# override-resume-time = 10      # s
+# suspend-exclusion = "local"    # local | global
+# enactment-overhead = 0         # s per command per VM
+# shutdown-time = 0              # s
+# migration = "no"               # yes: cold-migrate suspended leases to other hosts
+# threshold-factor = 1.0
+
+[policies]
+# preemption = "ar-preempts-be"  # ar-preempts-be | no-preemption | oldest-first | plug-ins
+# host-score = "greedy"          # greedy | pack
+# host-filter = "enabled"
+# admission = "accept-all"       # accept-all | fits-cluster
+
+[drivers]
+# default = "test"               # the driver `host add` uses without --driver
+
+[enactment]
+# max-attempts = 5               # driver failures before a lease is failed
+# retry-backoff = "30s"          # first retry delay; doubles each time
+# shutdown-grace = "30s"         # ACPI shutdown, then destroy
+"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: Path
+    state_dir: Path
+    config_path: Path
+    config_exists: bool
+    scheduler: SchedulerConfig
+    default_driver: str = "test"
+    drivers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_attempts: int = 5
+    retry_backoff: int = 30
+    shutdown_grace: int = 30
+
+    def as_dict(self) -> dict[str, Any]:
+        scheduler = self.scheduler.as_dict()
+        policies = {key: scheduler.pop(f"{key}-policy") for key in POLICY_KEYS}
+        return {
+            "config": str(self.config_path) + ("" if self.config_exists else " (not found)"),
+            "store": {"db": str(self.db), "state-dir": str(self.state_dir)},
+            "scheduler": scheduler,
+            "policies": policies,
+            "drivers": {"default": self.default_driver, **self.drivers},
+            "enactment": {"max-attempts": self.max_attempts,
+                          "retry-backoff": self.retry_backoff,
+                          "shutdown-grace": self.shutdown_grace},
+        }
+
+
+def config_path(env: Mapping[str, str]) -> Path:
+    if env.get("CLOUDCTL_CONFIG"):
+        return Path(env["CLOUDCTL_CONFIG"]).expanduser()
+    base = Path(env.get("XDG_CONFIG_HOME") or Path(env.get("HOME", "~")) / ".config")
+    return (base / "cloudctl" / "config.toml").expanduser()
+
+
+def default_db(env: Mapping[str, str]) -> Path:
+    base = Path(env.get("XDG_DATA_HOME") or Path(env.get("HOME", "~")) / ".local" / "share")
+    return (base / "cloudctl" / "state.db").expanduser()
+
+
+def load_settings(env: Mapping[str, str], db_option: str | None = None) -> Settings:
+    path = config_path(env)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise InvalidInput(f"{path}: {error}") from None
+        except OSError as error:
+            raise InvalidInput(f"{path}: {error.strerror}") from None
+    unknown = set(data) - {"store", "scheduler", "policies", "drivers", "enactment"}
+    if unknown:
+        raise InvalidInput(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
+    store = _table(data, "store", path)
+    _only(store, {"db", "state-dir"}, "store", path)
+    if db_option:
+        db = Path(db_option)
+    elif env.get("CLOUDCTL_DB"):
+        db = Path(env["CLOUDCTL_DB"])
+    elif store.get("db"):
+        db = Path(str(store["db"]))
+    else:
+        db = default_db(env)
+    db = db.expanduser().absolute()
+    state_dir = Path(str(store["state-dir"])).expanduser() if store.get("state-dir") \
+        else db.with_suffix(".d")
+
+    scheduler = _scheduler_config(_table(data, "scheduler", path),
+                                  _table(data, "policies", path), path)
+    drivers = _table(data, "drivers", path)
+    default_driver = str(drivers.get("default", "test"))
+    driver_tables = {k: dict(v) for k, v in drivers.items() if isinstance(v, dict)}
+    enactment = {**ENACTMENT_DEFAULTS, **_table(data, "enactment", path)}
+    _only(enactment, set(ENACTMENT_DEFAULTS), "enactment", path)
+    try:
+        attempts = int(enactment["max-attempts"])
+        backoff = _seconds(enactment["retry-backoff"], "enactment.retry-backoff")
+        grace = _seconds(enactment["shutdown-grace"], "enactment.shutdown-grace")
+    except (TypeError, ValueError) as error:
+        raise InvalidInput(f"{path}: [enactment]: {error}") from None
+    if attempts < 1:
+        raise InvalidInput(f"{path}: enactment.max-attempts must be at least 1")
+    return Settings(db=db, state_dir=state_dir.absolute(), config_path=path,
+                    config_exists=path.exists(), scheduler=scheduler,
+                    default_driver=default_driver, drivers=driver_tables,
+                    max_attempts=attempts, retry_backoff=backoff, shutdown_grace=grace)
+
+
+def _seconds(value: Any, option: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return parse_duration(str(value), option=option)
+
+
+def _table(data: Mapping[str, Any], name: str, path: Path) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{path}: [{name}] must be a table")
+    return dict(value)
+
+
+def _only(table: Mapping[str, Any], known: set[str], name: str, path: Path) -> None:
+    unknown = set(table) - known
+    if unknown:
+        raise InvalidInput(f"{path}: [{name}] has unknown key(s) {', '.join(sorted(unknown))}"
+                           f" (known: {', '.join(sorted(known))})")
+
+
+def _scheduler_config(scheduler: dict[str, Any], policies: dict[str, Any],
+                      path: Path) -> SchedulerConfig:
+    _only(policies, set(POLICY_KEYS), "policies", path)
+    options: dict[str, Any] = {}
+    for key, value in scheduler.items():
+        if key == "migration" and isinstance(value, str):
+            if value not in ("yes", "no"):
+                raise InvalidInput(f"{path}: scheduler.migration must be yes or no")
+            value = value == "yes"
+        options[key] = value
+    for key, value in policies.items():
+        options[POLICY_KEYS[key]] = value
+    try:
+        config = SchedulerConfig().with_options(**options)
+    except InvalidInput as error:
+        raise InvalidInput(f"{path}: [scheduler]: {error}") from None
+    except TypeError as error:
+        raise InvalidInput(f"{path}: [scheduler]: {error}") from None
+    from cloudctl.policies.registry import available
+
+    for key, attr in POLICY_KEYS.items():
+        name = getattr(config, attr)
+        known = available(attr.removesuffix("_policy"))
+        if name not in known:
+            raise InvalidInput(f"{path}: unknown {key} policy {name!r} "
+                               f"(known: {', '.join(known)})")
+    return config

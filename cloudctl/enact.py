@@ -1,0 +1,226 @@
+"""Enactment: make the hypervisors match what the schedule wants, and record what happened.
+
+The schedule writes, per VM, what it *wants* (running, suspended, gone); enactment compares
+that with what the VM *is* and calls the host's driver. Every driver call is idempotent, so a
+tick killed half-way is simply carried on by the next one. Each result is recorded in its own
+short transaction; a failure is recorded with its reason and retried with backoff, and after
+too many failures the lease is failed and its capacity given back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cloudctl.config import Settings
+from cloudctl.errors import BackendError, CloudctlError
+from cloudctl.store.db import Store
+from cloudctl.store.records import EventRecord, HostRecord, VMRecord
+
+if TYPE_CHECKING:
+    from cloudctl.drivers.base import HypervisorDriver
+
+
+class DriverPool:
+    """One open driver per host, opened on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._open: dict[str, HypervisorDriver] = {}
+
+    def get(self, host: HostRecord) -> HypervisorDriver:
+        driver = self._open.get(host.name)
+        if driver is None:
+            from cloudctl.drivers.registry import open_driver
+
+            driver = open_driver(host.driver, host.uri, self.settings.drivers.get(host.driver))
+            self._open[host.name] = driver
+        return driver
+
+    def close(self) -> None:
+        for driver in self._open.values():
+            try:
+                driver.close()
+            except CloudctlError:
+                pass
+        self._open.clear()
+
+
+@dataclass
+class EnactReport:
+    done: list[str] = field(default_factory=list)  # "vm cloudctl-3-0: running on node-1"
+    failed: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # failures waiting for their retry
+    exhausted: dict[int, str] = field(default_factory=dict)  # lease id -> why it must fail
+    unowned: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"done": self.done, "failed": self.failed, "waiting": self.waiting,
+                "failed_leases": sorted(self.exhausted), "unowned": self.unowned,
+                "missing": self.missing, "unreachable": self.unreachable}
+
+
+class Enactor:
+    def __init__(self, store: Store, settings: Settings, pool: DriverPool,
+                 now: Callable[[], int]) -> None:
+        self.store = store
+        self.settings = settings
+        self.pool = pool
+        self.now = now
+        self.saves = settings.state_dir / "saves"
+
+    # -- reconciliation ------------------------------------------------------------------
+
+    def reconcile(self, report: EnactReport) -> None:
+        """Compare each host's domains with the store: adopt what a killed tick did, report
+        VMs that vanished (they are created again) and domains no lease owns (left alone)."""
+        with self.store.read():
+            hosts = self.store.hosts()
+            vms = self.store.vms(live=True)
+        by_host: dict[str, dict[str, VMRecord]] = {}
+        for vm in vms:
+            if vm.host is not None:
+                by_host.setdefault(vm.host, {})[vm.name] = vm
+        known = {vm.name for vm in vms}
+        for host in hosts:
+            if host.status != "ok":
+                continue
+            try:
+                domains = self.pool.get(host).list_vms()
+            except CloudctlError as error:
+                report.unreachable.append(f"{host.name}: {error}")
+                continue
+            mine = by_host.get(host.name, {})
+            for name, vm in mine.items():
+                self._reconcile_vm(vm, domains.get(name), report)
+            for name in sorted(set(domains) - set(mine)):
+                if name in known:
+                    continue  # a VM of ours that the schedule has on another host
+                report.unowned.append(f"{host.name}: {name} ({domains[name].value})")
+                self._note_once(f"host {host.name}", f"domain {name} is not owned by any lease")
+
+    def _reconcile_vm(self, vm: VMRecord, seen: Any, report: EnactReport) -> None:
+        from cloudctl.drivers.base import VMState
+
+        state = seen if seen is not None else VMState.MISSING
+        active = state in (VMState.RUNNING, VMState.PAUSED)
+        before = vm.state
+        if vm.state == "running" and not active:
+            vm.state = "missing"
+            report.missing.append(f"{vm.name} on {vm.host}")
+        elif vm.state in ("pending", "missing", "error") and active and vm.want == "running":
+            vm.state = "running"  # created by a tick that did not live to record it
+        elif vm.state == "suspended" and active and vm.want == "suspended":
+            vm.state = "running"  # its save never happened: enactment will do it
+        if vm.state != before:
+            self._record(vm, before, f"hypervisor reports {state.value}")
+
+    # -- enactment -------------------------------------------------------------------------
+
+    def enact(self, report: EnactReport, lease_id: int | None = None) -> None:
+        with self.store.read():
+            hosts = {h.name: h for h in self.store.hosts()}
+            vms = self.store.vms(lease_id=lease_id, live=True)
+            images = {i.name: i for i in self.store.images()}
+        now = self.now()
+        for vm in vms:
+            if vm.state == vm.want:
+                continue
+            if vm.retry_at is not None and vm.retry_at > now:
+                report.waiting.append(f"{vm.name}: {vm.error} (retry at {vm.retry_at})")
+                continue
+            host = hosts.get(vm.host or "")
+            if host is None:
+                if vm.want == "gone":
+                    self._done(vm, "gone", "its host is gone", report)
+                continue
+            before = vm.state
+            try:
+                state = self._apply(vm, host, images)
+            except CloudctlError as error:
+                self._failed(vm, before, error, report)
+                continue
+            self._done(vm, state, f"enacted on {host.name}", report, before=before)
+
+    def _apply(self, vm: VMRecord, host: HostRecord, images: dict[str, Any]) -> str:
+        driver = self.pool.get(host)
+        want = vm.want
+        if want == "gone":
+            if vm.state == "running":
+                driver.shutdown(vm.name, float(self.settings.shutdown_grace))
+            else:
+                driver.destroy(vm.name)
+            self._drop_save(vm)
+            return "gone"
+        if want == "suspended":
+            if vm.state in ("pending", "missing", "gone") and vm.save_path is None:
+                raise BackendError(f"{vm.name}: nothing to suspend (it never ran)")
+            path = vm.save_path or str(self.saves / f"{vm.name}.save")
+            self.saves.mkdir(parents=True, exist_ok=True, mode=0o700)
+            driver.suspend(vm.name, path)
+            vm.save_path = path
+            return "suspended"
+        # want == "running"
+        if vm.save_path and Path(vm.save_path).exists():
+            driver.resume(vm.name, vm.save_path)
+            self._drop_save(vm)
+            return "running"
+        from cloudctl.drivers.base import VMSpec
+
+        image = images.get(vm.image or "")
+        driver.create(VMSpec(name=vm.name, cpus=vm.cpus, memory_mib=vm.memory_mib,
+                             lease_id=vm.lease_id, node=vm.node,
+                             disk_path=image.path if image else None,
+                             disk_format=image.format if image else "qcow2"))
+        return "running"
+
+    def _drop_save(self, vm: VMRecord) -> None:
+        if vm.save_path:
+            try:
+                os.unlink(vm.save_path)
+            except FileNotFoundError:
+                pass
+            vm.save_path = None
+
+    def _done(self, vm: VMRecord, state: str, reason: str, report: EnactReport,
+              before: str | None = None) -> None:
+        old = vm.state if before is None else before
+        vm.state, vm.error, vm.attempts, vm.retry_at = state, "", 0, None
+        self._record(vm, old, reason)
+        report.done.append(f"{vm.name}: {state}" + (f" on {vm.host}" if vm.host else ""))
+
+    def _failed(self, vm: VMRecord, before: str, error: CloudctlError,
+                report: EnactReport) -> None:
+        now = self.now()
+        vm.attempts += 1
+        vm.error = f"{vm.want}: {error}"
+        delay = self.settings.retry_backoff * 2 ** (vm.attempts - 1)
+        vm.retry_at = now + delay
+        vm.state = "error" if before in ("pending", "missing", "error") else before
+        limit = self.settings.max_attempts
+        reason = f"{vm.error} (attempt {vm.attempts}/{limit})"
+        self._record(vm, before, reason)
+        report.failed.append(f"{vm.name}: {reason}")
+        if vm.attempts >= limit and vm.want != "gone":
+            report.exhausted[vm.lease_id] = f"vm {vm.name}: {vm.error} " \
+                                            f"(gave up after {vm.attempts} attempts)"
+
+    def _record(self, vm: VMRecord, before: str, reason: str) -> None:
+        vm.updated_at = self.now()
+        with self.store.write():
+            self.store.record_vm_result(vm)
+            if before != vm.state or vm.error:
+                self.store.add_events([EventRecord(vm.updated_at, f"vm {vm.name}", before,
+                                                   vm.state, reason)])
+
+    def _note_once(self, entity: str, reason: str) -> None:
+        with self.store.write():
+            last = self.store.events([entity], limit=20)
+            if any(e.reason == reason for e in last):
+                return
+            self.store.add_events([EventRecord(self.now(), entity, None, None, reason)])

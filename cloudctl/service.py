@@ -1,0 +1,577 @@
+"""What cloudctl does for each command, above the store and the scheduler and below the CLI.
+
+A command body in the CLI is: parse, call one method here, render what it returns.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloudctl.config import DEFAULT_CONFIG, Settings
+from cloudctl.enact import DriverPool, Enactor, EnactReport
+from cloudctl.errors import Conflict, InvalidInput, Unsatisfiable
+from cloudctl.scheduler.core import Decision
+from cloudctl.scheduler.model import Capacity, LeaseRequest, LeaseState, LeaseType
+from cloudctl.session import Session, session, what_if
+from cloudctl.store.db import Store
+from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, LeaseRecord, VMRecord
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+DEFAULT_DISK_GIB = 100
+
+
+@dataclass
+class LeaseSpec:
+    """A lease request as the user wrote it (times already in Unix seconds)."""
+
+    type: LeaseType
+    duration: int
+    nodes: int
+    cpus: int
+    memory_mib: int
+    start: int | None = None
+    disk_mib: int = 0
+    image: str | None = None
+    preemptible: bool | None = None
+    name: str | None = None
+
+
+@dataclass
+class RequestOutcome:
+    lease: LeaseRecord
+    decision: Decision
+    dry_run: bool = False
+    preempted: list[dict[str, Any]] = field(default_factory=list)
+    delayed: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TickOutcome:
+    ran: bool
+    now: int
+    holder: str = ""
+    changed: list[LeaseRecord] = field(default_factory=list)
+    report: EnactReport = field(default_factory=EnactReport)
+    next_event: int | None = None
+
+
+def check_name(kind: str, name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise InvalidInput(f"{kind} name {name!r}: use letters, digits, '.', '_' or '-' "
+                           "(at most 63, starting with a letter or digit)")
+    return name
+
+
+class Cloud:
+    def __init__(self, settings: Settings, clock: Callable[[], int],
+                 store: Store | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._store = store
+        self.pool = DriverPool(settings)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.db)
+        return self._store
+
+    def close(self) -> None:
+        self.pool.close()
+        if self._store is not None:
+            self._store.close()
+
+    def _session(self, **kwargs: Any) -> Any:
+        return session(self.store, self.settings.scheduler, self.clock(), **kwargs)
+
+    # -- init and db -----------------------------------------------------------------------
+
+    def init(self) -> dict[str, Any]:
+        """Create the store (and a commented config if there is none); safe to repeat."""
+        created = not self.settings.db.exists()
+        store = self._store = Store(self.settings.db, create=True, check_schema=False)
+        applied = store.migrate(self.clock())
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config = self.settings.config_path
+        wrote_config = False
+        if not config.exists():
+            config.parent.mkdir(parents=True, exist_ok=True)
+            config.write_text(DEFAULT_CONFIG.format(db=self.settings.db,
+                                                    state_dir=self.settings.state_dir))
+            wrote_config = True
+        return {"db": str(self.settings.db), "created": created, "migrations_applied": applied,
+                "config": str(config), "config_created": wrote_config,
+                "state_dir": str(self.settings.state_dir)}
+
+    def db_status(self) -> dict[str, Any]:
+        store = Store(self.settings.db, check_schema=False)
+        try:
+            applied = store.applied_migrations()
+            pending = store.pending_migrations()
+            counts = store.counts() if not pending else {}
+            mode = store.db.execute("PRAGMA journal_mode").fetchone()[0]
+        finally:
+            store.close()
+        return {"db": str(self.settings.db), "size_bytes": self.settings.db.stat().st_size,
+                "journal_mode": mode,
+                "applied": [{"name": n, "applied_at": at} for n, at in applied],
+                "pending": pending, "counts": counts}
+
+    def db_migrate(self) -> list[str]:
+        store = Store(self.settings.db, check_schema=False)
+        try:
+            return store.migrate(self.clock())
+        finally:
+            store.close()
+
+    # -- hosts -----------------------------------------------------------------------------
+
+    def add_host(self, name: str, cpus: int, memory_mib: int, disk_gib: int | None,
+                 driver: str | None, uri: str | None) -> HostRecord:
+        from cloudctl.drivers.registry import available, default_uri
+
+        check_name("host", name)
+        if cpus <= 0 or memory_mib <= 0:
+            raise InvalidInput("--cpus and --memory must be positive")
+        if disk_gib is not None and disk_gib < 0:
+            raise InvalidInput("--disk must not be negative")
+        driver = driver or self.settings.default_driver
+        if driver not in available():
+            raise InvalidInput(f"unknown driver {driver!r} (known: {', '.join(available())})")
+        with self.store.read():
+            if any(h.name == name for h in self.store.hosts()):
+                raise Conflict(f"a host named {name!r} already exists")
+        if uri is None:
+            uri = default_uri(driver, name, cpus, memory_mib, self.settings.state_dir)
+        host = HostRecord(name, cpus, memory_mib, (disk_gib or DEFAULT_DISK_GIB) * 1024,
+                          driver, uri, added_at=self.clock())
+        # Refuse a host we cannot reach; asked before the store is locked, since a remote
+        # hypervisor may take its time to answer.
+        self.pool.get(host).host_info()
+        with self.store.write():
+            self.store.add_host(host)
+            self.store.add_events([EventRecord(host.added_at, f"host {name}", None, "enabled",
+                                               f"added ({driver} {uri})")])
+        return host
+
+    def hosts(self) -> list[dict[str, Any]]:
+        with self.store.read():
+            hosts = self.store.hosts()
+            vms = self.store.vms(live=True)
+            leases = self.store.leases(live=True)
+        return [self._host_view(h, vms, leases) for h in hosts]
+
+    def _host_view(self, host: HostRecord, vms: list[VMRecord],
+                   leases: list[LeaseRecord]) -> dict[str, Any]:
+        mine = [vm for vm in vms if vm.host == host.name]
+        running = [vm for vm in mine if vm.state == "running"]
+        return {"name": host.name, "cpus": host.cpus, "memory_mib": host.memory_mib,
+                "disk_mib": host.disk_mib, "driver": host.driver, "uri": host.uri,
+                "enabled": host.enabled, "status": host.status,
+                "status_reason": host.status_reason,
+                "vms_running": len(running),
+                "cpus_used": sum(vm.cpus for vm in running),
+                "memory_used_mib": sum(vm.memory_mib for vm in running),
+                "leases": sorted({lease.id for lease in leases if host.name in lease.hosts}),
+                "added": host.added_at}
+
+    def host(self, name: str, probe: bool = True) -> dict[str, Any]:
+        with self.store.read():
+            host = self.store.host(name)
+            vms = self.store.vms(live=True)
+            leases = self.store.leases(live=True)
+            events = self.store.events([f"host {name}"])
+        view = self._host_view(host, vms, leases)
+        view["vms"] = [vm.name for vm in vms if vm.host == name]
+        view["events"] = [_event(e) for e in events]
+        if probe:
+            try:
+                info = self.pool.get(host).host_info()
+                view["hypervisor"] = {"cpus": info.cpus, "memory_mib": info.memory_mib,
+                                      "free_memory_mib": info.free_memory_mib,
+                                      "running_vms": info.running_vms}
+            except Exception as error:  # a dead host is something to show, not to crash on
+                view["hypervisor"] = {"error": str(error)}
+        return view
+
+    def set_host_enabled(self, name: str, enabled: bool) -> HostRecord:
+        with self._session() as s:
+            host = self.store.host(name)
+            if host.enabled != enabled:
+                host.enabled = enabled
+                self.store.update_host(host)
+                word = "enabled" if enabled else "disabled"
+                s.events.append(EventRecord(s.now, f"host {name}", None, word, f"{word} by user"))
+                if enabled and s.scheduler is not None:
+                    s.scheduler.table.set_enabled(s.names.index(name), True)
+                    s.settle()  # queued leases may fit now
+        return host
+
+    def remove_host(self, name: str, force: bool) -> dict[str, Any]:
+        """Refuse while leases use the host; with force, drain it first: its VMs are stopped
+        and its leases re-queued (best-effort) or re-placed / failed (AR, IM)."""
+        with self.store.read():
+            host = self.store.host(name)
+            users = sorted({lease.id for lease in self.store.leases(live=True)
+                            if name in lease.hosts
+                            or name in lease.history.get("last_hosts", [])})
+            vms = [vm for vm in self.store.vms(host=name, live=True)]
+        if users and not force:
+            raise Conflict(f"host {name} has live lease(s) {', '.join(map(str, users))}; "
+                           "use --force to drain it first")
+        stopped = []
+        for vm in vms:  # nothing may keep running on a host we forget
+            if vm.state != "gone":
+                try:
+                    self.pool.get(host).destroy(vm.name)
+                except Exception as error:
+                    stopped.append(f"{vm.name}: not stopped ({error})")
+                    continue
+                stopped.append(vm.name)
+                vm.state, vm.save_path = "gone", None
+                vm.updated_at = self.clock()
+                with self.store.write():
+                    self.store.record_vm_result(vm)
+        evicted = []
+        with self._session() as s:
+            if s.scheduler is not None:
+                h = s.names.index(name)
+                s.scheduler.table.set_enabled(h, False)
+                for lease_id in users:
+                    lease = s.scheduler.evict(lease_id, s.now, f"host {name} removed")
+                    evicted.append({"id": lease_id, "state": lease.state.value,
+                                    "reason": lease.reason})
+            s.save()
+            self.store.remove_host(name)
+            s.events.append(EventRecord(s.now, f"host {name}", None, "removed",
+                                        "removed by user" + (" (drained)" if users else "")))
+            self.store.add_events(s.events)
+            s.events = []
+        return {"name": name, "removed": True, "drained": evicted, "vms_stopped": stopped}
+
+    # -- images ----------------------------------------------------------------------------
+
+    def add_image(self, name: str, path: Path, fmt: str | None) -> ImageRecord:
+        check_name("image", name)
+        path = path.expanduser().absolute()
+        if not path.is_file():
+            raise InvalidInput(f"--path {path}: no such file")
+        with open(path, "rb") as f:
+            head = f.read(4)
+        detected = "qcow2" if head == b"QFI\xfb" else "raw"
+        fmt = fmt or detected
+        if fmt not in ("qcow2", "raw"):
+            raise InvalidInput(f"--format must be qcow2 or raw, got {fmt!r}")
+        if fmt == "qcow2" and detected != "qcow2":
+            raise InvalidInput(f"{path} is not a qcow2 image (no QFI magic)")
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        image = ImageRecord(name, str(path), fmt, path.stat().st_size, digest.hexdigest(),
+                            added_at=self.clock())
+        with self.store.write():
+            self.store.add_image(image)
+            self.store.add_events([EventRecord(image.added_at, f"image {name}", None, "added",
+                                               f"{fmt}, {image.size_bytes} bytes from {path}")])
+        return image
+
+    def images(self) -> list[ImageRecord]:
+        with self.store.read():
+            return self.store.images()
+
+    def image(self, name: str) -> ImageRecord:
+        with self.store.read():
+            return self.store.image(name)
+
+    def remove_image(self, name: str) -> ImageRecord:
+        with self.store.write():
+            image = self.store.image(name)
+            users = self.store.image_in_use(name)
+            if users:
+                raise Conflict(f"image {name} is used by live lease(s) "
+                               f"{', '.join(map(str, users))}")
+            self.store.remove_image(name)
+            self.store.add_events([EventRecord(self.clock(), f"image {name}", "added",
+                                               "removed", "removed by user")])
+        return image
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def _request(self, spec: LeaseSpec, lease_id: int, now: int) -> LeaseRequest:
+        if spec.nodes <= 0 or spec.cpus <= 0 or spec.memory_mib <= 0:
+            raise InvalidInput("--nodes, --cpus and --memory must be positive")
+        if spec.type is LeaseType.AR and spec.start is None:
+            raise InvalidInput("an advance reservation needs --start")
+        if spec.type is not LeaseType.AR and spec.start is not None:
+            raise InvalidInput(f"--start applies to advance reservations only "
+                               f"(a {spec.type.value} lease starts as soon as it can)")
+        if spec.name is not None:
+            check_name("lease", spec.name)
+        size = 0
+        if spec.image is not None:
+            size = self.store.image(spec.image).size_mib
+        preemptible = spec.preemptible
+        if preemptible is None:  # Haizea's defaults: only best-effort leases yield
+            preemptible = spec.type is LeaseType.BE
+        return LeaseRequest(id=lease_id, type=spec.type, submit=now, nodes=spec.nodes,
+                            capacity=Capacity(spec.cpus, spec.memory_mib, spec.disk_mib),
+                            duration=spec.duration, start=spec.start, preemptible=preemptible,
+                            image=spec.image, image_size_mib=size, name=spec.name)
+
+    def request_lease(self, spec: LeaseSpec, dry_run: bool = False) -> RequestOutcome:
+        if dry_run:
+            return self._dry_run(spec)
+        with self._session() as s:
+            scheduler = self._need_hosts(s)
+            request = self._request(spec, self.store.next_lease_id(), s.now)
+            decision = scheduler.submit(request, s.now)
+            s.settle()
+            outcome = self._outcome(s, request.id, decision)
+        if not decision.accepted:
+            raise Unsatisfiable(f"lease {request.id} rejected: {'; '.join(decision.reasons)}")
+        return outcome
+
+    def _need_hosts(self, s: Session) -> Any:
+        if s.scheduler is None:
+            raise Conflict("the cloud has no hosts yet; add one with 'cloudctl host add'")
+        return s.scheduler
+
+    def _outcome(self, s: Session, lease_id: int, decision: Decision) -> RequestOutcome:
+        assert s.scheduler is not None
+        preempted = []
+        for p in decision.preempted:
+            victim = s.scheduler.leases[p.lease_id]
+            preempted.append({"id": p.lease_id, "how": p.how, "at": p.at,
+                              "state": victim.state.value, "reason": victim.reason})
+        return RequestOutcome(s.record(s.scheduler.leases[lease_id]), decision,
+                              preempted=preempted)
+
+    def _dry_run(self, spec: LeaseSpec) -> RequestOutcome:
+        """The decision a request would get, and what it would do to everyone else; the
+        store is left exactly as it was."""
+        from dataclasses import replace
+
+        expected = replace(self.settings.scheduler, backfilling=None)  # every lease planned
+        with what_if(self.store, expected, self.clock()) as s:
+            self._need_hosts(s)
+            s.settle()
+            before = _be_starts(s)
+        with what_if(self.store, self.settings.scheduler, self.clock()) as s:
+            scheduler = self._need_hosts(s)
+            request = self._request(spec, self.store.next_lease_id(), s.now)
+            decision = scheduler.submit(request, s.now)
+            s.settle()
+            outcome = self._outcome(s, request.id, decision)
+        outcome.dry_run = True
+        if decision.accepted:
+            with what_if(self.store, expected, self.clock()) as s:
+                s.settle()
+                scheduler = self._need_hosts(s)
+                scheduler.submit(request, s.now)
+                s.settle()
+                after = _be_starts(s)
+            for lease_id, old in before.items():
+                new = after.get(lease_id)
+                if old is not None and (new is None or new > old):
+                    outcome.delayed.append({"id": lease_id, "expected_start": old,
+                                            "new_expected_start": new,
+                                            "delay_s": None if new is None else new - old})
+        return outcome
+
+    def leases(self, state: str | None = None, type: str | None = None) -> list[LeaseRecord]:
+        with self.store.read():
+            return self.store.leases(state=state, type=type)
+
+    def lease(self, lease_id: int) -> tuple[LeaseRecord, list[VMRecord], list[EventRecord]]:
+        with self.store.read():
+            lease = self.store.lease(lease_id)
+            vms = self.store.vms(lease_id=lease_id)
+            events = self.store.events([f"lease {lease_id}"] + [f"vm {vm.name}" for vm in vms])
+        return lease, vms, events
+
+    def cancel(self, lease_id: int) -> tuple[LeaseRecord, bool]:
+        """(the lease, whether this call cancelled it); a finished lease is left as it is."""
+        with self._session() as s:
+            lease = self.store.lease(lease_id)
+            if LeaseState(lease.state).final:
+                return lease, False
+            assert s.scheduler is not None
+            s.scheduler.cancel(lease_id, s.now, "cancelled by user")
+            s.settle()
+            record = s.record(s.scheduler.leases[lease_id])
+        return record, True
+
+    def explain(self, lease_id: int) -> dict[str, Any]:
+        """Why a lease is where it is: its reason, each host's verdict for its window, and
+        the story so far."""
+        record, vms, events = self.lease(lease_id)
+        include = record if LeaseState(record.state).final else None
+        if include is not None:
+            include.reservation = None
+        with what_if(self.store, self.settings.scheduler, self.clock(),
+                     include=include) as s:
+            hosts: list[dict[str, str]] = []
+            window = None
+            if s.scheduler is not None and lease_id in s.scheduler.leases:
+                lease = s.scheduler.leases[lease_id]
+                run = lease.run
+                if run is not None:
+                    start, end = run.start, run.end
+                elif record.start_req is not None:
+                    start, end = record.start_req, record.start_req + record.duration
+                else:
+                    start, end = s.now, s.now + lease.remaining
+                window = (start, end)
+                chosen = {s.names[h] for h in run.hosts} if run is not None else set()
+                # Explain against the table without the lease's own reservation.
+                if run is not None:
+                    for b in run.bookings:
+                        s.scheduler.table.remove(b)
+                for name, why in s.scheduler.explain_hosts(lease_id, start, end):
+                    verdict = "chosen" if name in chosen else (why or "fits")
+                    hosts.append({"host": name, "verdict": verdict})
+        return {"id": lease_id, "state": record.state, "reason": record.reason,
+                "window": None if window is None else {"start": window[0], "end": window[1]},
+                "hosts": hosts, "events": [_event(e) for e in events],
+                "lease": record}
+
+    def wait_state(self, lease_id: int, states: set[str], timeout: int | None,
+                   sleep: Callable[[float], None],
+                   elapsed: Callable[[], float] = time.monotonic) -> LeaseRecord:
+        """Poll until the lease reaches one of `states` (ticking when nobody else is);
+        a final state that is not awaited ends the wait with a conflict. The timeout is
+        real elapsed time, whatever clock the cloud runs on."""
+        deadline = None if timeout is None else elapsed() + timeout
+        while True:
+            with self.store.read():
+                record = self.store.lease(lease_id)
+            if record.state in states:
+                return record
+            if LeaseState(record.state).final:
+                raise Conflict(f"lease {lease_id} is {record.state}, it will never be "
+                               f"{' or '.join(sorted(states))}: {record.reason}")
+            if deadline is not None and elapsed() >= deadline:
+                raise Conflict(f"timed out: lease {lease_id} is still {record.state}")
+            outcome = self.tick(blocking=False)
+            if outcome.ran:
+                continue
+            sleep(1.0)
+
+    # -- VMs and the schedule --------------------------------------------------------------
+
+    def vms(self, lease_id: int | None = None, host: str | None = None) -> list[VMRecord]:
+        with self.store.read():
+            return self.store.vms(lease_id=lease_id, host=host)
+
+    def vm(self, key: str) -> tuple[VMRecord, list[EventRecord]]:
+        with self.store.read():
+            vm = self.store.vm(key)
+            return vm, self.store.events([f"vm {vm.name}"])
+
+    def schedule(self, start: int | None, end: int | None) -> dict[str, Any]:
+        """Every reservation and past run overlapping [start, end), host by host."""
+        now = self.clock()
+        with self.store.read():
+            hosts = self.store.hosts()
+            leases = self.store.leases()
+            reservations = {r.id: r for r in self.store.live_leases()}
+        bars = []
+        for lease in leases:
+            for s0, e0, names in lease.history.get("runs", []):
+                for node, name in enumerate(names):
+                    bars.append({"lease": lease.id, "host": name, "node": node, "start": s0,
+                                 "end": e0, "kind": "ran", "type": lease.type})
+            r = reservations.get(lease.id)
+            if r is not None and r.reservation is not None:
+                res = r.reservation
+                begin = max(res.start, res.run_start if res.step >= 3 else res.start)
+                for node, name in enumerate(res.hosts):
+                    bars.append({"lease": lease.id, "host": name, "node": node,
+                                 "start": begin, "end": res.end,
+                                 "kind": "running" if res.step >= 3 else "planned",
+                                 "type": lease.type})
+        if start is None:
+            start = min([b["start"] for b in bars if b["end"] > now - 3600] + [now])
+        if end is None:
+            end = max([b["end"] for b in bars] + [start + 3600])
+        if end <= start:
+            raise InvalidInput("--to must be later than --from")
+        bars = [b for b in bars if b["end"] > start and b["start"] < end]
+        return {"from": start, "to": end, "now": now, "hosts": [h.name for h in hosts],
+                "bars": bars}
+
+    # -- time passes -----------------------------------------------------------------------
+
+    @contextmanager
+    def _tick_lock(self, blocking: bool) -> Iterator[str]:
+        """One tick at a time: '' when this process holds the lock, else who holds it."""
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.settings.state_dir / "tick.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                yield holder or "another process"
+                return
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+            yield ""
+        finally:
+            os.close(fd)
+
+    def tick(self, blocking: bool = False, reap: bool = False) -> TickOutcome:
+        """One scheduling-and-enactment pass at the current time."""
+        with self._tick_lock(blocking) as holder:
+            if holder:
+                return TickOutcome(False, self.clock(), holder=holder)
+            with self._session() as s:
+                s.settle()
+                changed = s.save()
+                records = [s.record(lease) for lease in changed]
+                now = s.now
+            enactor = Enactor(self.store, self.settings, self.pool, lambda: now)
+            report = EnactReport()
+            enactor.reconcile(report)
+            enactor.enact(report)
+            if report.exhausted:
+                with self._session() as s:
+                    assert s.scheduler is not None
+                    for lease_id, reason in report.exhausted.items():
+                        s.scheduler.fail(lease_id, s.now, reason)
+                    s.settle()
+                    records += [s.record(lease) for lease in s.save()]
+                enactor.enact(report)
+            with self.store.read():
+                upcoming = self.store.get_meta("next_event") or ""
+            retry = [vm.retry_at for vm in self.vms() if vm.retry_at is not None
+                     and vm.state != vm.want]
+            times = [int(upcoming)] if upcoming else []
+            times += retry
+            return TickOutcome(True, now, changed=records, report=report,
+                               next_event=min(times) if times else None)
+
+
+def _be_starts(s: Session) -> dict[int, int | None]:
+    assert s.scheduler is not None
+    return {i: (lease.run.start if lease.run is not None else None)
+            for i, lease in s.scheduler.leases.items()
+            if lease.type is LeaseType.BE and not lease.state.final
+            and (lease.run is None or lease.run.start > s.now)}
+
+
+def _event(e: EventRecord) -> dict[str, Any]:
+    return {"time": e.time, "entity": e.entity, "from": e.from_state, "to": e.to_state,
+            "reason": e.reason}
+

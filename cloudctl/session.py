@@ -1,0 +1,170 @@
+"""One write transaction around the scheduler: load it from the store at a point in time,
+let a command change it, and save back exactly what changed (leases, reservations, the VMs
+the schedule now wants, and an event per transition).
+
+Everything happens under the store's write lock, so two commands can never schedule from the
+same snapshot: no lost or duplicated lease, no host given twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from cloudctl.persist import build_scheduler, to_record
+from cloudctl.scheduler.config import SchedulerConfig
+from cloudctl.scheduler.lease import Lease
+from cloudctl.scheduler.model import LeaseState
+from cloudctl.store.db import Store
+from cloudctl.store.records import EventRecord, HostRecord, LeaseRecord, VMRecord
+
+S = LeaseState
+RUN_END_DONE = 4  # Run.step once its run_end phase was carried out (see Scheduler.advance)
+SUSPENDED_STATES = (S.SUSPENDING, S.SUSPENDED_PENDING, S.SUSPENDED_QUEUED,
+                    S.SUSPENDED_SCHEDULED, S.MIGRATING)
+RUNNING_STATES = (S.ACTIVE, S.RESUMING, S.RESUMED_READY)
+
+
+def vm_name(lease_id: int, node: int) -> str:
+    return f"cloudctl-{lease_id}-{node}"
+
+
+def _fingerprint(lease: Lease) -> tuple[Any, ...]:
+    run = lease.run
+    planned = None if run is None else (id(run), run.start, run.migrated, run.run_start,
+                                        run.run_end, run.end, run.post, run.step,
+                                        tuple(run.hosts), len(run.channel))
+    return (lease.state, lease.reason, lease.remaining, len(lease.runs), lease.preempted,
+            tuple(lease.last_hosts), planned)
+
+
+class Session:
+    """The scheduler as the store left it, advanced to `now`."""
+
+    def __init__(self, store: Store, config: SchedulerConfig, now: int,
+                 *, include: LeaseRecord | None = None) -> None:
+        self.store = store
+        self.hosts: list[HostRecord] = store.hosts()
+        self.names = [h.name for h in self.hosts]
+        records = store.live_leases()
+        if include is not None:
+            records.append(include)
+        clock = store.get_meta("clock")
+        # The store's clock never goes back: a command run "earlier" acts at the last time.
+        self.now = max(now, int(clock)) if clock is not None else now
+        self.events: list[EventRecord] = []
+        self.scheduler = build_scheduler(self.hosts, records, config,
+                                         int(clock) if clock is not None else self.now,
+                                         listener=self._moved) if self.hosts else None
+        self._prints: dict[int, tuple[Any, ...]] = {}
+        if self.scheduler is not None:
+            self._prints = {i: _fingerprint(lease)
+                            for i, lease in self.scheduler.leases.items()}
+            self.scheduler.advance(self.now)
+
+    def _moved(self, lease: Lease, old: LeaseState, new: LeaseState, at: int,
+               reason: str) -> None:
+        self.events.append(EventRecord(at, f"lease {lease.id}", old.value, new.value, reason))
+
+    def settle(self) -> None:
+        """Schedule the queue and carry out whatever that starts at once."""
+        if self.scheduler is not None:
+            self.scheduler.schedule(self.now)
+            self.scheduler.advance(self.now)
+
+    def changed(self) -> list[Lease]:
+        if self.scheduler is None:
+            return []
+        return [lease for i, lease in self.scheduler.leases.items()
+                if self._prints.get(i) != _fingerprint(lease)]
+
+    def record(self, lease: Lease) -> LeaseRecord:
+        return to_record(lease, self.names)
+
+    def save(self) -> list[Lease]:
+        """Write every changed lease, the VMs it now wants, the events; return the leases."""
+        changed = self.changed()
+        for lease in changed:
+            self.store.save_lease(self.record(lease), final=lease.state.final)
+            self._want_vms(lease)
+        self.store.add_events(self.events)
+        self.events = []
+        self.store.set_meta("clock", str(self.now))
+        if self.scheduler is not None:
+            upcoming = self.scheduler.next_event_time()
+            self.store.set_meta("next_event", "" if upcoming is None else str(upcoming))
+        for lease in changed:
+            self._prints[lease.id] = _fingerprint(lease)
+        return changed
+
+    def _want_vms(self, lease: Lease) -> None:
+        """What the schedule asks of each of the lease's VMs, from its state alone."""
+        run = lease.run
+        state = lease.state
+        hosts: tuple[int, ...] = ()
+        if state in RUNNING_STATES and run is not None:
+            want = "gone" if run.step >= RUN_END_DONE else "running"
+            hosts = run.hosts
+        elif state in SUSPENDED_STATES:
+            want = "suspended"
+            hosts = run.hosts if run is not None else lease.last_hosts
+        else:
+            want = "gone"
+        existing = {vm.node: vm for vm in self.store.vms(lease_id=lease.id)}
+        for node in range(lease.nodes):
+            vm = existing.get(node)
+            host = self.names[hosts[node]] if node < len(hosts) else None
+            if vm is None:
+                if want == "gone":
+                    continue
+                vm = VMRecord(lease.id, node, vm_name(lease.id, node), host, "pending", want,
+                              updated_at=self.now)
+            elif vm.want == want and (host is None or vm.host == host):
+                continue
+            else:
+                if want == "running" and vm.state == "gone":
+                    vm.state, vm.save_path = "pending", None  # starts over from its image
+                if host is not None and host != vm.host and vm.state in ("running", "pending"):
+                    # Re-placed while its old domain is gone or unreachable (its host was
+                    # drained first); reconciliation reports any domain left behind.
+                    vm.state = "pending"
+                vm.host = host or vm.host
+                vm.want = want
+                vm.error, vm.attempts, vm.retry_at = "", 0, None
+                vm.updated_at = self.now
+            if vm.want != vm.state:
+                self.events.append(EventRecord(self.now, f"vm {vm.name}", None, None,
+                                               f"to be {vm.want} on {vm.host}: lease "
+                                               f"{lease.id} is {state.value}"))
+            self.store.save_vm(vm)
+
+
+@contextmanager
+def session(store: Store, config: SchedulerConfig, now: int, *, save: bool = True,
+            include: LeaseRecord | None = None) -> Iterator[Session]:
+    """A Session inside a write transaction; saved on success (unless `save` is False, for
+    a what-if), rolled back on any error."""
+    with store.write():
+        current = Session(store, config, now, include=include)
+        yield current
+        if save:
+            current.save()
+        else:
+            raise _WhatIf
+    return
+
+
+class _WhatIf(Exception):
+    """Raised inside the transaction to roll a what-if back."""
+
+
+@contextmanager
+def what_if(store: Store, config: SchedulerConfig, now: int,
+            include: LeaseRecord | None = None) -> Iterator[Session]:
+    """A session whose every change is rolled back."""
+    try:
+        with session(store, config, now, save=False, include=include) as current:
+            yield current
+    except _WhatIf:
+        pass

@@ -1,0 +1,496 @@
+"""The state store: one SQLite file; the only module that speaks SQL.
+
+WAL so readers never wait for a writer, foreign keys on, a busy timeout so that concurrent
+commands queue instead of failing, and write transactions that take the lock up front
+(`BEGIN IMMEDIATE`) so a read-modify-write can never be overtaken. Migrations are named and
+each is applied in one transaction together with its record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cloudctl.errors import BackendError, Conflict, NotFound
+from cloudctl.store.records import (
+    EventRecord,
+    HostRecord,
+    ImageRecord,
+    LeaseRecord,
+    ReservationRecord,
+    VMRecord,
+)
+
+BUSY_TIMEOUT_MS = 60_000
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("0001-initial", """
+CREATE TABLE hosts (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    cpus INTEGER NOT NULL CHECK (cpus > 0),
+    memory_mib INTEGER NOT NULL CHECK (memory_mib > 0),
+    disk_mib INTEGER NOT NULL CHECK (disk_mib >= 0),
+    driver TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    status TEXT NOT NULL DEFAULT 'ok',
+    status_reason TEXT NOT NULL DEFAULT '',
+    added_at INTEGER NOT NULL
+);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    format TEXT NOT NULL CHECK (format IN ('qcow2', 'raw')),
+    size_bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    added_at INTEGER NOT NULL
+);
+CREATE TABLE leases (
+    id INTEGER PRIMARY KEY,
+    name TEXT,
+    type TEXT NOT NULL CHECK (type IN ('ar', 'be', 'im')),
+    state TEXT NOT NULL,
+    submitted INTEGER NOT NULL,
+    start_req INTEGER,
+    duration INTEGER NOT NULL CHECK (duration > 0),
+    nodes INTEGER NOT NULL CHECK (nodes > 0),
+    cpus INTEGER NOT NULL,
+    memory_mib INTEGER NOT NULL,
+    disk_mib INTEGER NOT NULL,
+    image TEXT,
+    image_size_mib INTEGER NOT NULL DEFAULT 0,
+    preemptible INTEGER NOT NULL,
+    remaining INTEGER NOT NULL,
+    first_start INTEGER,
+    done_at INTEGER,
+    preempted INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    history TEXT NOT NULL DEFAULT '{}',
+    start INTEGER,
+    end INTEGER,
+    hosts TEXT NOT NULL DEFAULT '[]',
+    final INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX leases_live ON leases (final, id);
+CREATE TABLE reservations (
+    lease_id INTEGER PRIMARY KEY REFERENCES leases (id) ON DELETE CASCADE,
+    hosts TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    migrated INTEGER NOT NULL,
+    run_start INTEGER NOT NULL,
+    run_end INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    post TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    channel TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE vms (
+    id INTEGER PRIMARY KEY,
+    lease_id INTEGER NOT NULL REFERENCES leases (id) ON DELETE CASCADE,
+    node INTEGER NOT NULL,
+    name TEXT NOT NULL UNIQUE,
+    host TEXT,
+    state TEXT NOT NULL,
+    want TEXT NOT NULL,
+    save_path TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retry_at INTEGER,
+    updated_at INTEGER NOT NULL,
+    UNIQUE (lease_id, node)
+);
+CREATE INDEX vms_host ON vms (host);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    entity TEXT NOT NULL,
+    from_state TEXT,
+    to_state TEXT,
+    reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX events_entity ON events (entity, id);
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+-- The events table is append-only.
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+"""),
+]
+
+_LEASE_COLUMNS = ("id, name, type, state, submitted, start_req, duration, nodes, cpus, "
+                  "memory_mib, disk_mib, image, image_size_mib, preemptible, remaining, "
+                  "first_start, done_at, preempted, reason, history, start, end, hosts")
+_VM_COLUMNS = ("v.id, v.lease_id, v.node, v.name, v.host, v.state, v.want, v.save_path, "
+               "v.error, v.attempts, v.retry_at, v.updated_at, l.cpus, l.memory_mib, l.image")
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file (and its directory) readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+
+
+class Store:
+    """One connection to the state store."""
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = False,
+                 check_schema: bool = True) -> None:
+        self.path = Path(path).expanduser()
+        if not self.path.exists():
+            if not create:
+                raise NotFound(f"no state store at {self.path}; run 'cloudctl init' first")
+            _create_private(self.path)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None,
+                                      timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = self.db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as error:
+            raise BackendError(f"{self.path}: not a cloudctl state store ({error})") from None
+        if mode != "wal":
+            raise BackendError(f"{self.path}: cannot switch the store to WAL mode ({mode})")
+        self._depth = 0
+        if check_schema and not create:
+            pending = self.pending_migrations()
+            if pending:
+                raise Conflict(f"the store at {self.path} needs migration(s) "
+                               f"{', '.join(pending)}; run 'cloudctl db migrate'")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- transactions ------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[Store]:
+        """A write transaction holding the database lock from its first statement."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self._execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self.db.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[Store]:
+        """A consistent snapshot for several reads (WAL: never waits for writers)."""
+        if self._depth:
+            yield self
+            return
+        self._execute("BEGIN")
+        self._depth = 1
+        try:
+            yield self
+        finally:
+            self._depth = 0
+            self.db.execute("ROLLBACK")
+
+    def _execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(sql, tuple(params))
+        except sqlite3.OperationalError as error:
+            raise BackendError(f"state store {self.path}: {error}") from None
+
+    # -- migrations --------------------------------------------------------------------
+
+    def applied_migrations(self) -> list[tuple[str, int]]:
+        self.db.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                        "(name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)")
+        rows = self.db.execute("SELECT name, applied_at FROM schema_migrations ORDER BY name")
+        return [(name, at) for name, at in rows]
+
+    def pending_migrations(self) -> list[str]:
+        done = {name for name, _ in self.applied_migrations()}
+        return [name for name, _ in MIGRATIONS if name not in done]
+
+    def migrate(self, now: int) -> list[str]:
+        """Apply every pending migration, each in one transaction with its record."""
+        applied = []
+        for name, sql in MIGRATIONS:
+            with self.write():
+                if name not in {n for n, _ in self.applied_migrations()}:
+                    for statement in _statements(sql):
+                        self._execute(statement)
+                    self._execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, now))
+                    applied.append(name)
+        return applied
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for table in ("hosts", "images", "leases", "vms", "events"):
+            out[table] = self._execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        return out
+
+    # -- meta ----------------------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                      "SET value = excluded.value", (key, value))
+
+    # -- hosts ---------------------------------------------------------------------------
+
+    def add_host(self, host: HostRecord) -> HostRecord:
+        try:
+            cur = self._execute(
+                "INSERT INTO hosts (name, cpus, memory_mib, disk_mib, driver, uri, enabled, "
+                "status, status_reason, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (host.name, host.cpus, host.memory_mib, host.disk_mib, host.driver, host.uri,
+                 int(host.enabled), host.status, host.status_reason, host.added_at))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"a host named {host.name!r} already exists") from None
+        host.id = int(cur.lastrowid or 0)
+        return host
+
+    def hosts(self) -> list[HostRecord]:
+        rows = self._execute("SELECT name, cpus, memory_mib, disk_mib, driver, uri, enabled, "
+                             "status, status_reason, added_at, id FROM hosts ORDER BY id")
+        return [HostRecord(*row[:6], bool(row[6]), *row[7:]) for row in rows]
+
+    def host(self, name: str) -> HostRecord:
+        for host in self.hosts():
+            if host.name == name:
+                return host
+        raise NotFound(f"no host named {name!r}")
+
+    def update_host(self, host: HostRecord) -> None:
+        self._execute("UPDATE hosts SET enabled = ?, status = ?, status_reason = ? "
+                      "WHERE name = ?", (int(host.enabled), host.status, host.status_reason,
+                                         host.name))
+
+    def remove_host(self, name: str) -> None:
+        if self._execute("DELETE FROM hosts WHERE name = ?", (name,)).rowcount == 0:
+            raise NotFound(f"no host named {name!r}")
+
+    # -- images --------------------------------------------------------------------------
+
+    def add_image(self, image: ImageRecord) -> ImageRecord:
+        try:
+            cur = self._execute(
+                "INSERT INTO images (name, path, format, size_bytes, sha256, added_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (image.name, image.path, image.format,
+                                              image.size_bytes, image.sha256, image.added_at))
+        except sqlite3.IntegrityError:
+            raise Conflict(f"an image named {image.name!r} already exists") from None
+        image.id = int(cur.lastrowid or 0)
+        return image
+
+    def images(self) -> list[ImageRecord]:
+        rows = self._execute("SELECT name, path, format, size_bytes, sha256, added_at, id "
+                             "FROM images ORDER BY id")
+        return [ImageRecord(*row) for row in rows]
+
+    def image(self, name: str) -> ImageRecord:
+        row = self._execute("SELECT name, path, format, size_bytes, sha256, added_at, id "
+                            "FROM images WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no image named {name!r}")
+        return ImageRecord(*row)
+
+    def remove_image(self, name: str) -> None:
+        if self._execute("DELETE FROM images WHERE name = ?", (name,)).rowcount == 0:
+            raise NotFound(f"no image named {name!r}")
+
+    def image_in_use(self, name: str) -> list[int]:
+        rows = self._execute("SELECT id FROM leases WHERE image = ? AND final = 0 ORDER BY id",
+                             (name,))
+        return [row[0] for row in rows]
+
+    # -- leases --------------------------------------------------------------------------
+
+    def next_lease_id(self) -> int:
+        return int(self._execute("SELECT coalesce(max(id), 0) + 1 FROM leases").fetchone()[0])
+
+    def save_lease(self, lease: LeaseRecord, final: bool) -> None:
+        """Insert or update a lease and its current reservation."""
+        values = (lease.id, lease.name, lease.type, lease.state, lease.submitted,
+                  lease.start_req, lease.duration, lease.nodes, lease.cpus, lease.memory_mib,
+                  lease.disk_mib, lease.image, lease.image_size_mib, int(lease.preemptible),
+                  lease.remaining, lease.first_start, lease.done_at, lease.preempted,
+                  lease.reason, json.dumps(lease.history, separators=(",", ":")), lease.start,
+                  lease.end, json.dumps(lease.hosts), int(final))
+        marks = ", ".join("?" * len(values))
+        columns = _LEASE_COLUMNS + ", final"
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns.split(", ")[1:])
+        self._execute(f"INSERT INTO leases ({columns}) VALUES ({marks}) "
+                      f"ON CONFLICT (id) DO UPDATE SET {updates}", values)
+        r = lease.reservation
+        if r is None:
+            self._execute("DELETE FROM reservations WHERE lease_id = ?", (lease.id,))
+        else:
+            self._execute(
+                "INSERT OR REPLACE INTO reservations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (lease.id, json.dumps(r.hosts), r.start, r.migrated, r.run_start, r.run_end,
+                 r.end, r.post, r.step, json.dumps(r.channel)))
+
+    def _lease(self, row: sqlite3.Row | tuple[Any, ...]) -> LeaseRecord:
+        values = list(row)
+        values[13] = bool(values[13])
+        values[19] = json.loads(values[19])
+        values[22] = json.loads(values[22])
+        return LeaseRecord(*values)
+
+    def leases(self, *, state: str | None = None, type: str | None = None,
+               live: bool = False) -> list[LeaseRecord]:
+        where, params = [], []
+        if live:
+            where.append("final = 0")
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if type is not None:
+            where.append("type = ?")
+            params.append(type)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._execute(f"SELECT {_LEASE_COLUMNS} FROM leases{clause} ORDER BY id",
+                             params)
+        return [self._lease(row) for row in rows]
+
+    def lease_rows(self, *, state: str | None = None,
+                   type: str | None = None) -> list[tuple[Any, ...]]:
+        """Raw lease rows for listing many leases fast (columns as in `_LEASE_COLUMNS`)."""
+        where, params = [], []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if type is not None:
+            where.append("type = ?")
+            params.append(type)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return self._execute(f"SELECT {_LEASE_COLUMNS} FROM leases{clause} ORDER BY id",
+                             params).fetchall()
+
+    def live_leases(self) -> list[LeaseRecord]:
+        """Every lease not in a final state, with its reservation: what the scheduler needs."""
+        leases = self.leases(live=True)
+        by_id = {lease.id: lease for lease in leases}
+        rows = self._execute("SELECT r.lease_id, r.hosts, r.start, r.migrated, r.run_start, "
+                             "r.run_end, r.end, r.post, r.step, r.channel FROM reservations r "
+                             "JOIN leases l ON l.id = r.lease_id WHERE l.final = 0")
+        for row in rows:
+            by_id[row[0]].reservation = ReservationRecord(
+                json.loads(row[1]), *row[2:9], json.loads(row[9]))
+        return leases
+
+    def lease(self, lease_id: int) -> LeaseRecord:
+        row = self._execute(f"SELECT {_LEASE_COLUMNS} FROM leases WHERE id = ?",
+                            (lease_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no lease {lease_id}")
+        return self._lease(row)
+
+    def lease_states(self, ids: Iterable[int]) -> dict[int, str]:
+        ids = list(ids)
+        marks = ", ".join("?" * len(ids))
+        rows = self._execute(f"SELECT id, state FROM leases WHERE id IN ({marks})", ids)
+        return dict(rows.fetchall())
+
+    # -- VMs -----------------------------------------------------------------------------
+
+    def vms(self, *, lease_id: int | None = None, host: str | None = None,
+            live: bool = False) -> list[VMRecord]:
+        where, params = [], []
+        if lease_id is not None:
+            where.append("v.lease_id = ?")
+            params.append(lease_id)
+        if host is not None:
+            where.append("v.host = ?")
+            params.append(host)
+        if live:
+            where.append("NOT (v.state = 'gone' AND v.want = 'gone')")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._execute(f"SELECT {_VM_COLUMNS} FROM vms v JOIN leases l "
+                             f"ON l.id = v.lease_id{clause} ORDER BY v.lease_id, v.node", params)
+        return [VMRecord(*row[1:], id=row[0]) for row in rows]
+
+    def vm(self, key: str) -> VMRecord:
+        column = "v.id" if key.isdigit() else "v.name"
+        row = self._execute(f"SELECT {_VM_COLUMNS} FROM vms v JOIN leases l "
+                            f"ON l.id = v.lease_id WHERE {column} = ?", (key,)).fetchone()
+        if row is None:
+            raise NotFound(f"no VM {key!r}")
+        return VMRecord(*row[1:], id=row[0])
+
+    def save_vm(self, vm: VMRecord) -> None:
+        values = (vm.lease_id, vm.node, vm.name, vm.host, vm.state, vm.want, vm.save_path,
+                  vm.error, vm.attempts, vm.retry_at, vm.updated_at)
+        if vm.id:
+            self._execute("UPDATE vms SET lease_id = ?, node = ?, name = ?, host = ?, "
+                          "state = ?, want = ?, save_path = ?, error = ?, attempts = ?, "
+                          "retry_at = ?, updated_at = ? WHERE id = ?", (*values, vm.id))
+        else:
+            cur = self._execute("INSERT INTO vms (lease_id, node, name, host, state, want, "
+                                "save_path, error, attempts, retry_at, updated_at) VALUES "
+                                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            vm.id = int(cur.lastrowid or 0)
+
+    def record_vm_result(self, vm: VMRecord) -> None:
+        """What enactment achieved; leaves `want` alone (the schedule may have moved on)."""
+        self._execute("UPDATE vms SET host = ?, state = ?, save_path = ?, error = ?, "
+                      "attempts = ?, retry_at = ?, updated_at = ? WHERE id = ?",
+                      (vm.host, vm.state, vm.save_path, vm.error, vm.attempts, vm.retry_at,
+                       vm.updated_at, vm.id))
+
+    # -- events --------------------------------------------------------------------------
+
+    def add_events(self, events: Iterable[EventRecord]) -> None:
+        self.db.executemany(
+            "INSERT INTO events (time, entity, from_state, to_state, reason) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(e.time, e.entity, e.from_state, e.to_state, e.reason) for e in events])
+
+    def events(self, entities: Iterable[str] | None = None,
+               limit: int | None = None) -> list[EventRecord]:
+        params: list[Any] = []
+        clause = ""
+        if entities is not None:
+            names = list(entities)
+            clause = f" WHERE entity IN ({', '.join('?' * len(names))})"
+            params.extend(names)
+        sql = f"SELECT time, entity, from_state, to_state, reason, id FROM events{clause} " \
+              "ORDER BY id"
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) ORDER BY id"
+        return [EventRecord(*row) for row in self._execute(sql, params)]
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration script into statements (triggers keep their BEGIN ... END)."""
+    out, current = [], []
+    for line in sql.strip().splitlines():
+        if line.startswith("--"):
+            continue
+        current.append(line)
+        text = "\n".join(current)
+        if sqlite3.complete_statement(text):
+            out.append(text)
+            current = []
+    return out

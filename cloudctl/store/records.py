@@ -1,0 +1,113 @@
+"""Plain records the store reads and writes; nothing above the store sees a SQL row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class HostRecord:
+    name: str
+    cpus: int
+    memory_mib: int
+    disk_mib: int
+    driver: str
+    uri: str
+    enabled: bool = True
+    status: str = "ok"  # ok | error
+    status_reason: str = ""
+    added_at: int = 0
+    id: int = 0
+
+
+@dataclass
+class ImageRecord:
+    name: str
+    path: str
+    format: str
+    size_bytes: int
+    sha256: str
+    added_at: int = 0
+    id: int = 0
+
+    @property
+    def size_mib(self) -> int:
+        return max(1, -(-self.size_bytes // (1 << 20)))
+
+
+@dataclass
+class ReservationRecord:
+    """A lease's current reservation (the scheduler's Run), hosts by name."""
+
+    hosts: list[str]
+    start: int
+    migrated: int
+    run_start: int
+    run_end: int
+    end: int
+    post: str
+    step: int
+    channel: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class LeaseRecord:
+    id: int
+    name: str | None
+    type: str
+    state: str
+    submitted: int
+    start_req: int | None
+    duration: int
+    nodes: int
+    cpus: int
+    memory_mib: int
+    disk_mib: int
+    image: str | None
+    image_size_mib: int
+    preemptible: bool
+    remaining: int
+    first_start: int | None = None
+    done_at: int | None = None
+    preempted: int = 0
+    reason: str = ""
+    # runs, suspensions, resumptions, migrations, transfers, last_hosts: the lease's story
+    history: dict[str, Any] = field(default_factory=dict)
+    # What people and scripts see: the planned or actual window and hosts.
+    start: int | None = None
+    end: int | None = None
+    hosts: list[str] = field(default_factory=list)
+    reservation: ReservationRecord | None = None
+
+
+@dataclass
+class VMRecord:
+    """One virtual node of a lease. `state` is what the hypervisor last reported or what
+    enactment last achieved; `want` is what the schedule asks for."""
+
+    lease_id: int
+    node: int
+    name: str
+    host: str | None
+    state: str  # pending | running | suspended | gone | missing | error
+    want: str  # running | suspended | gone
+    save_path: str | None = None
+    error: str = ""
+    attempts: int = 0
+    retry_at: int | None = None
+    updated_at: int = 0
+    cpus: int = 0
+    memory_mib: int = 0
+    image: str | None = None
+    id: int = 0
+
+
+@dataclass
+class EventRecord:
+    time: int
+    entity: str  # "lease 12", "vm cloudctl-12-0", "host node-1"
+    from_state: str | None
+    to_state: str | None
+    reason: str
+    id: int = 0
