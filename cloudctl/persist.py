@@ -27,7 +27,10 @@ def build_scheduler(hosts: Sequence[HostRecord], leases: Sequence[LeaseRecord],
                     policies: PolicySet | None = None,
                     listener: Listener | None = None) -> Scheduler:
     """The scheduler exactly as the store left it at `clock` (the last time it ran)."""
-    scheduler = Scheduler(host_specs(hosts), config, policies, now=clock)
+    from cloudctl.timefmt import iso
+
+    scheduler = Scheduler(host_specs(hosts), config, policies, now=clock,
+                          time_label=lambda t: iso(t) or "")
     index = {host.name: i for i, host in enumerate(hosts)}
     for record in leases:
         lease, run = to_lease(record, index)

@@ -77,7 +77,8 @@ class Decision:
 class Scheduler:
     def __init__(self, hosts: Sequence[HostSpec], config: SchedulerConfig,
                  policies: PolicySet | None = None, now: int = 0,
-                 listener: Listener | None = None) -> None:
+                 listener: Listener | None = None,
+                 time_label: Callable[[int], str] = str) -> None:
         if not hosts:
             raise InvalidInput("the cluster has no hosts")
         self.hosts = list(hosts)
@@ -97,6 +98,7 @@ class Scheduler:
         self.channel = TransferLink()  # global exclusion: one suspend or resume at a time
         self.cache: list[dict[str, int]] = [{} for _ in self.hosts]  # image -> time it is there
         self.listener = listener
+        self._t = time_label  # how reasons write a time: trace seconds, or a wall clock
         self.preemptions = 0
         self._room_cache: dict[object, int] = {}
         self._fit_cache: dict[tuple[object, int], Status] = {}
@@ -153,7 +155,7 @@ class Scheduler:
         lease = self.leases[lease_id]
         run = lease.run
         if run is None or lease.state is not S.ACTIVE or not run.run_start <= now < run.run_end:
-            raise InvalidInput(f"lease {lease_id} is not running at {now}")
+            raise InvalidInput(f"lease {lease_id} is not running at {self._t(now)}")
         self._tick(now)
         lease.runs.append((run.run_start, now, run.hosts))
         lease.remaining -= now - run.run_start
@@ -433,7 +435,7 @@ class Scheduler:
         if run.start > now:
             self._future_be.add(lease.id)
         new = S.SUSPENDED_SCHEDULED if suspended else S.SCHEDULED
-        when = "now" if run.start <= now else f"at {run.start} (future reservation)"
+        when = "now" if run.start <= now else f"at {self._t(run.start)} (future reservation)"
         self._move(lease, new, now, f"scheduled {when}")
         return True
 
@@ -593,7 +595,8 @@ class Scheduler:
         else:
             start = lease.start_req if lease.start_req is not None else now
             if start < now:
-                return self._reject(lease, now, f"start {start} is in the past (now {now})")
+                return self._reject(lease, now, f"start {self._t(start)} is in the past "
+                                                f"(now {self._t(now)})")
             shutdown = shutdown_duration(lease.nodes, cfg)
             end = start + lease.duration
             run_end = end - shutdown  # an AR's shutdown is carved from its window
@@ -628,7 +631,7 @@ class Scheduler:
         run = Run(lease, hosts, start, start, start, run_end, end, SHUTDOWN)
         self._book(run, now)
         self._fixed_future += 1
-        self._move(lease, S.SCHEDULED, now, f"reserved [{start}, {end})")
+        self._move(lease, S.SCHEDULED, now, f"reserved [{self._t(start)}, {self._t(end)})")
         if preempted:
             self._replan_future(now)
             self.schedule(now)
@@ -678,7 +681,7 @@ class Scheduler:
                 owner = b.owner.lease  # type: ignore[attr-defined]
                 overlapping[owner.id] = owner
         need = f"{lease.nodes} x {lease.need.cpus} CPU/{lease.need.memory_mib} MiB"
-        reasons = [f"no room for {need} during [{start}, {end})"]
+        reasons = [f"no room for {need} during [{self._t(start)}, {self._t(end)})"]
         policy = self.policies.preemption
         ranked = policy.rank(lease, list(overlapping.values()), start)
         for victim in overlapping.values():
@@ -727,10 +730,11 @@ class Scheduler:
         if run.start > now:
             self._release(run, now)
             self._future_be.discard(victim.id)
+            why = f"gave up its slot to an AR at {self._t(at)}"
             if victim.state is S.SUSPENDED_SCHEDULED:
-                self._move(victim, S.SUSPENDED_QUEUED, now, f"gave up its slot to an AR at {at}")
+                self._move(victim, S.SUSPENDED_QUEUED, now, why)
             else:
-                self._move(victim, S.QUEUED, now, f"gave up its slot to an AR at {at}")
+                self._move(victim, S.QUEUED, now, why)
             self._enqueue(victim)
             return Preemption(victim.id, "requeue", at)
         if self.config.suspension_enabled:
@@ -749,13 +753,14 @@ class Scheduler:
                 if cfg.suspend_exclusion == "global":
                     self._hold_channel(run, suspend_at, end)
                 self._cut(run, suspend_at, end, SUSPEND)
-                victim.reason = f"preempted: suspends at {suspend_at} for an AR at {at}"
+                victim.reason = (f"preempted: suspends at {self._t(suspend_at)} for an AR at "
+                                 f"{self._t(at)}")
                 return Preemption(victim.id, "suspend", at)
         kill_at = max(at, run.run_start) if run.run_start < at else at
         if run.run_start >= at:
             run.run_start = run.run_end = at
         self._cut(run, kill_at, at, KILL)
-        victim.reason = f"preempted: killed at {at} and requeued"
+        victim.reason = f"preempted: killed at {self._t(at)} and requeued"
         return Preemption(victim.id, "kill", at)
 
     def _cut(self, run: Run, run_end: int, end: int, post: str) -> None:
@@ -876,7 +881,7 @@ class Scheduler:
             hosts = self._place_exact(lease, run.start, run.end, self._allowed(lease))
             if hosts is None:
                 self._move(lease, S.FAIL, now, f"{reason}; no other host free for "
-                                               f"[{run.start}, {run.end})")
+                                               f"[{self._t(run.start)}, {self._t(run.end)})")
             else:
                 again = Run(lease, hosts, run.start, run.start, run.start, run.run_end,
                             run.end, SHUTDOWN)
