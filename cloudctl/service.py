@@ -250,6 +250,7 @@ class Cloud:
                     lease = s.scheduler.evict(lease_id, s.now, f"host {name} removed")
                     evicted.append({"id": lease_id, "state": lease.state.value,
                                     "reason": lease.reason})
+                s.settle()
             s.save()
             self.store.remove_host(name)
             s.events.append(EventRecord(s.now, f"host {name}", None, "removed",

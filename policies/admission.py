@@ -29,15 +29,16 @@ class FitsCluster:
 
 
 def cluster_fit(request: LeaseRequest, hosts: Sequence[HostSpec], policy: str = "") -> Status:
+    # Disabled hosts count: they may come back, and a lease waiting for them is not absurd
+    # (one that cannot be placed now is refused by placement, with the host's reason).
     need = request.capacity
     room = sum(
         vnodes_fitting(h.capacity.cpus, h.capacity.memory_mib, h.capacity.disk_mib, need)
         for h in hosts
-        if h.enabled
     )
     if room >= request.nodes:
         return Status.success(policy)
-    largest = max((h.capacity for h in hosts if h.enabled), default=None,
+    largest = max((h.capacity for h in hosts), default=None,
                   key=lambda c: (c.cpus, c.memory_mib))
     detail = (
         f"{request.nodes} nodes of {need.cpus} CPU/{need.memory_mib} MiB/{need.disk_mib} MiB disk;"
