@@ -228,9 +228,11 @@ def test_greedy_prefers_a_host_with_fewer_leases() -> None:
 def test_disabled_hosts_are_not_used() -> None:
     site = [HostSpec("a", Capacity(1, 1024)), HostSpec("b", Capacity(1, 1024), enabled=False),
             HostSpec("c", Capacity(1, 1024))]
-    s = run([be(1, 0, 100, nodes=2), be(2, 0, 100, nodes=3)], site)
+    s = run([be(1, 0, 100, nodes=2), be(2, 0, 100, nodes=3), be(3, 0, 100, nodes=4)], site)
     assert timeline(s.leases[1])["runs"] == [(0, 100, (0, 2))]
-    assert s.leases[2].state is S.REJECTED
+    # Needs the disabled host: it waits for it to come back rather than being refused.
+    assert s.leases[2].state is S.QUEUED and s.leases[2].reason.startswith("waiting")
+    assert s.leases[3].state is S.REJECTED  # more than the cluster has, disabled or not
 
 
 # --- explanations -------------------------------------------------------------------------
