@@ -192,11 +192,14 @@ def _scheduler_config(scheduler: dict[str, Any], policies: dict[str, Any],
         raise InvalidInput(f"{path}: [scheduler]: {error}") from None
     except TypeError as error:
         raise InvalidInput(f"{path}: [scheduler]: {error}") from None
-    from cloudctl.policies.registry import available
+    from cloudctl.policies.registry import BUILTIN, available
 
     for key, attr in POLICY_KEYS.items():
         name = getattr(config, attr)
-        known = available(attr.removesuffix("_policy"))
+        kind = attr.removesuffix("_policy")
+        if name in BUILTIN[kind]:
+            continue  # no need to scan installed packages' entry points
+        known = available(kind)
         if name not in known:
             raise InvalidInput(f"{path}: unknown {key} policy {name!r} "
                                f"(known: {', '.join(known)})")

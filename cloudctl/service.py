@@ -14,16 +14,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudctl.config import DEFAULT_CONFIG, Settings
 from cloudctl.enact import DriverPool, Enactor, EnactReport
 from cloudctl.errors import Conflict, InvalidInput, Unsatisfiable
-from cloudctl.scheduler.core import Decision
-from cloudctl.scheduler.model import Capacity, LeaseRequest, LeaseState, LeaseType
-from cloudctl.session import Session, session, what_if
 from cloudctl.store.db import Store
 from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, LeaseRecord, VMRecord
+
+if TYPE_CHECKING:  # the scheduler loads only for commands that schedule
+    from cloudctl.scheduler.core import Decision
+    from cloudctl.scheduler.model import LeaseRequest, LeaseType
+    from cloudctl.session import Session
+
+FINAL_STATES = frozenset({"done", "cancelled", "fail", "rejected"})
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 DEFAULT_DISK_GIB = 100
@@ -91,6 +95,8 @@ class Cloud:
             self._store.close()
 
     def _session(self, **kwargs: Any) -> Any:
+        from cloudctl.session import session
+
         return session(self.store, self.settings.scheduler, self.clock(), **kwargs)
 
     # -- init and db -----------------------------------------------------------------------
@@ -309,6 +315,8 @@ class Cloud:
     # -- leases ----------------------------------------------------------------------------
 
     def _request(self, spec: LeaseSpec, lease_id: int, now: int) -> LeaseRequest:
+        from cloudctl.scheduler.model import Capacity, LeaseRequest, LeaseType
+
         if spec.nodes <= 0 or spec.cpus <= 0 or spec.memory_mib <= 0:
             raise InvalidInput("--nodes, --cpus and --memory must be positive")
         if spec.type is LeaseType.AR and spec.start is None:
@@ -362,6 +370,8 @@ class Cloud:
         store is left exactly as it was."""
         from dataclasses import replace
 
+        from cloudctl.session import what_if
+
         expected = replace(self.settings.scheduler, backfilling=None)  # every lease planned
         with what_if(self.store, expected, self.clock()) as s:
             self._need_hosts(s)
@@ -393,6 +403,10 @@ class Cloud:
         with self.store.read():
             return self.store.leases(state=state, type=type)
 
+    def lease_list_json(self, state: str | None = None, type: str | None = None) -> list[str]:
+        with self.store.read():
+            return self.store.lease_list_json(state=state, type=type)
+
     def lease(self, lease_id: int) -> tuple[LeaseRecord, list[VMRecord], list[EventRecord]]:
         with self.store.read():
             lease = self.store.lease(lease_id)
@@ -404,7 +418,7 @@ class Cloud:
         """(the lease, whether this call cancelled it); a finished lease is left as it is."""
         with self._session() as s:
             lease = self.store.lease(lease_id)
-            if LeaseState(lease.state).final:
+            if lease.state in FINAL_STATES:
                 return lease, False
             assert s.scheduler is not None
             s.scheduler.cancel(lease_id, s.now, "cancelled by user")
@@ -416,7 +430,9 @@ class Cloud:
         """Why a lease is where it is: its reason, each host's verdict for its window, and
         the story so far."""
         record, vms, events = self.lease(lease_id)
-        include = record if LeaseState(record.state).final else None
+        from cloudctl.session import what_if
+
+        include = record if record.state in FINAL_STATES else None
         if include is not None:
             include.reservation = None
         with what_if(self.store, self.settings.scheduler, self.clock(),
@@ -453,20 +469,22 @@ class Cloud:
         a final state that is not awaited ends the wait with a conflict. The timeout is
         real elapsed time, whatever clock the cloud runs on."""
         deadline = None if timeout is None else elapsed() + timeout
+        ticked = False
         while True:
             with self.store.read():
                 record = self.store.lease(lease_id)
             if record.state in states:
                 return record
-            if LeaseState(record.state).final:
+            if record.state in FINAL_STATES:
                 raise Conflict(f"lease {lease_id} is {record.state}, it will never be "
                                f"{' or '.join(sorted(states))}: {record.reason}")
             if deadline is not None and elapsed() >= deadline:
                 raise Conflict(f"timed out: lease {lease_id} is still {record.state}")
-            outcome = self.tick(blocking=False)
-            if outcome.ran:
-                continue
-            sleep(1.0)
+            if ticked:
+                sleep(1.0)  # our last tick did not get it there: let time pass
+            ticked = self.tick(blocking=False).ran
+            if not ticked:
+                sleep(1.0)  # someone else is ticking
 
     # -- VMs and the schedule --------------------------------------------------------------
 
@@ -565,6 +583,8 @@ class Cloud:
 
 
 def _be_starts(s: Session) -> dict[int, int | None]:
+    from cloudctl.scheduler.model import LeaseType
+
     assert s.scheduler is not None
     return {i: (lease.run.start if lease.run is not None else None)
             for i, lease in s.scheduler.leases.items()

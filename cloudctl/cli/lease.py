@@ -158,6 +158,10 @@ def list_(
     if type_ is not None and type_ not in TYPES:
         raise InvalidInput(f"--type must be ar, be or im, got {type_!r}")
     with cloud(ctx) as c:
+        if fmt == "json" and not quiet:
+            objects = c.lease_list_json(state=state, type=type_)
+            sys.stdout.write("[" + ",\n".join(objects) + "]\n")
+            return
         records = c.leases(state=state, type=type_)
     rows = [lease_dict(r) for r in records]
     table_rows = [_table_row(row, r) for row, r in zip(rows, records, strict=True)] \
