@@ -236,7 +236,7 @@ STEPS = {"create": 0, "suspend": 595, "ar-start": 600, "resume": 4205, "shutdown
         "'missing' with no recorded save_path ('nothing to suspend (it never ran)') although "
         "the killed tick's driver.suspend already wrote saves/<vm>.save (_reconcile_vm calls "
         "the saved domain missing): a spurious failure, store != driver until the retry after "
-        "backoff, which works only because the VM is then in state 'error"))),
+        "backoff, which works only because the VM is then in state 'error'"))),
     "resume",
     "shutdown",
 ])
