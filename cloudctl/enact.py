@@ -158,9 +158,10 @@ class Enactor:
             self._drop_save(vm)
             return "gone"
         if want == "suspended":
-            if vm.state in ("pending", "missing", "gone") and vm.save_path is None:
-                raise BackendError(f"{vm.name}: nothing to suspend (it never ran)")
+            # A memory image already there is a suspend that a killed tick did not record.
             path = vm.save_path or str(self.saves / f"{vm.name}.save")
+            if vm.state in ("pending", "missing", "gone") and not Path(path).exists():
+                raise BackendError(f"{vm.name}: nothing to suspend (it never ran)")
             self.saves.mkdir(parents=True, exist_ok=True, mode=0o700)
             driver.suspend(vm.name, path)
             vm.save_path = path

@@ -231,12 +231,7 @@ STEPS = {"create": 0, "suspend": 595, "ar-start": 600, "resume": 4205, "shutdown
 
 @pytest.mark.parametrize("phase", [
     "create",
-    pytest.param("suspend", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: enact.py:Enactor._apply refuses want=suspended for a VM reconciled to "
-        "'missing' with no recorded save_path ('nothing to suspend (it never ran)') although "
-        "the killed tick's driver.suspend already wrote saves/<vm>.save (_reconcile_vm calls "
-        "the saved domain missing): a spurious failure, store != driver until the retry after "
-        "backoff, which works only because the VM is then in state 'error'"))),
+    "suspend",
     "resume",
     "shutdown",
 ])
