@@ -5,6 +5,7 @@ index, in the order the store lists them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from cloudctl.policies.registry import PolicySet
 from cloudctl.scheduler.config import SchedulerConfig
@@ -39,17 +40,26 @@ def build_scheduler(hosts: Sequence[HostRecord], leases: Sequence[LeaseRecord],
     return scheduler
 
 
+_STATES = {state.value: state for state in LeaseState}
+_TYPES = {kind.value: kind for kind in LeaseType}
+
+
 def request_of(record: LeaseRecord) -> LeaseRequest:
     return LeaseRequest(
-        id=record.id, type=LeaseType(record.type), submit=record.submitted, nodes=record.nodes,
-        capacity=Capacity(record.cpus, record.memory_mib, record.disk_mib),
+        id=record.id, type=_TYPES[record.type], submit=record.submitted, nodes=record.nodes,
+        capacity=_capacity(record.cpus, record.memory_mib, record.disk_mib),
         duration=record.duration, start=record.start_req, preemptible=record.preemptible,
         image=record.image, image_size_mib=record.image_size_mib, name=record.name)
 
 
+@lru_cache(maxsize=1024)
+def _capacity(cpus: int, memory_mib: int, disk_mib: int) -> Capacity:
+    return Capacity(cpus, memory_mib, disk_mib)  # leases share a few shapes
+
+
 def to_lease(record: LeaseRecord, index: dict[str, int]) -> tuple[Lease, Run | None]:
     lease = Lease(request_of(record))
-    lease.state = LeaseState(record.state)
+    lease.state = _STATES[record.state]
     lease.remaining = record.remaining
     lease.first_start = record.first_start
     lease.done_at = record.done_at
@@ -83,6 +93,7 @@ def to_record(lease: Lease, names: Sequence[str]) -> LeaseRecord:
         "last_hosts": [names[h] for h in lease.last_hosts],
         **{name: [list(pair) for pair in getattr(lease, name)] for name in _PAIRS},
     }
+    history = {key: value for key, value in history.items() if value}  # most are empty
     reservation = None
     if run is not None:
         reservation = ReservationRecord([names[h] for h in run.hosts], run.start, run.migrated,

@@ -354,8 +354,8 @@ class Store:
     def _lease(self, row: sqlite3.Row | tuple[Any, ...]) -> LeaseRecord:
         values = list(row)
         values[13] = bool(values[13])
-        values[19] = json.loads(values[19])
-        values[22] = json.loads(values[22])
+        values[19] = _loads(values[19])
+        values[22] = _loads(values[22])
         return LeaseRecord(*values)
 
     def leases(self, *, state: str | None = None, type: str | None = None,
@@ -415,14 +415,19 @@ class Store:
 
     def live_leases(self) -> list[LeaseRecord]:
         """Every lease not in a final state, with its reservation: what the scheduler needs."""
-        leases = self.leases(live=True)
-        by_id = {lease.id: lease for lease in leases}
-        rows = self._execute("SELECT r.lease_id, r.hosts, r.start, r.migrated, r.run_start, "
-                             "r.run_end, r.end, r.post, r.step, r.channel FROM reservations r "
-                             "JOIN leases l ON l.id = r.lease_id WHERE l.final = 0")
+        columns = ", ".join(f"l.{c}" for c in _LEASE_COLUMNS.split(", "))
+        rows = self._execute(
+            f"SELECT {columns}, r.hosts, r.start, r.migrated, r.run_start, r.run_end, r.end, "
+            "r.post, r.step, r.channel FROM leases l LEFT JOIN reservations r "
+            "ON r.lease_id = l.id WHERE l.final = 0 ORDER BY l.id")
+        leases = []
+        width = len(_LEASE_COLUMNS.split(", "))
         for row in rows:
-            by_id[row[0]].reservation = ReservationRecord(
-                json.loads(row[1]), *row[2:9], json.loads(row[9]))
+            lease = self._lease(row[:width])
+            r = row[width:]
+            if r[0] is not None:
+                lease.reservation = ReservationRecord(_loads(r[0]), *r[1:8], _loads(r[8]))
+            leases.append(lease)
         return leases
 
     def lease(self, lease_id: int) -> LeaseRecord:
@@ -505,6 +510,15 @@ class Store:
         if limit is not None:
             sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) ORDER BY id"
         return [EventRecord(*row) for row in self._execute(sql, params)]
+
+
+def _loads(text: str) -> Any:
+    """JSON, with the empty list and object most columns hold decoded for free."""
+    if text == "[]":
+        return []
+    if text == "{}":
+        return {}
+    return json.loads(text)
 
 
 def _statements(sql: str) -> list[str]:
