@@ -1,4 +1,4 @@
 """`python -m cloudctl` runs the cloudctl command."""
-from cloudctl.cli.app import main
+from cloudctl.cli.entry import main
 
 raise SystemExit(main())

@@ -495,3 +495,12 @@ def test_help_and_version_do_not_import_heavy_libraries() -> None:
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip().endswith("[]"), out.stdout[-200:]
+
+
+def test_version_fast_path_skips_typer() -> None:
+    code = ("import sys; from cloudctl.cli.entry import main; main(['--version']); "
+            "print('typer' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.splitlines() == ["cloudctl 0.1.0", "False"]
+    assert subprocess.run([str(CLOUDCTL), "--version"], capture_output=True,
+                          text=True).stdout.startswith("cloudctl ")

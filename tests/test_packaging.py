@@ -23,4 +23,4 @@ def test_wheel_has_only_the_cloudctl_namespace(tmp_path: Path) -> None:
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[cloudctl.policies.preemption]" in text
     assert "ar-preempts-be = cloudctl.policies.preemption:ARPreemptsBE" in text
-    assert "cloudctl = cloudctl.cli.app:main" in text
+    assert "cloudctl = cloudctl.cli.entry:main" in text
