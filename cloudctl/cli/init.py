@@ -71,10 +71,6 @@ def db_status(ctx: typer.Context, output: Output = None, as_json: Json = False) 
     """Where the store is, which migrations it has and which it still needs."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        if not c.settings.db.exists():
-            from cloudctl.errors import NotFound
-
-            raise NotFound(f"no state store at {c.settings.db}; run 'cloudctl init' first")
         status = c.db_status()
     if fmt != "table":
         emit_one(status, fmt, [(k, k) for k in status])
@@ -95,10 +91,6 @@ def db_migrate(ctx: typer.Context, output: Output = None, as_json: Json = False)
     """Apply pending migrations, each in its own transaction."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        if not c.settings.db.exists():
-            from cloudctl.errors import NotFound
-
-            raise NotFound(f"no state store at {c.settings.db}; run 'cloudctl init' first")
         applied = c.db_migrate()
     if fmt == "table":
         say("applied: " + ", ".join(applied) if applied else "nothing to do: store is current")

@@ -135,17 +135,29 @@ class Scheduler:
         return status
 
     def cancel(self, lease_id: int, now: int, reason: str = "cancelled") -> Lease:
+        return self._give_up(lease_id, now, S.CANCELLED, reason)
+
+    def fail(self, lease_id: int, now: int, reason: str) -> Lease:
+        """The lease cannot be carried out (its driver keeps failing): give its capacity
+        back and record why."""
+        return self._give_up(lease_id, now, S.FAIL, reason)
+
+    def _give_up(self, lease_id: int, now: int, state: LeaseState, reason: str) -> Lease:
+        """End a lease before its time: the work done so far is recorded, its reservation
+        released, and reservations behind it may move earlier."""
         lease = self.leases[lease_id]
         if lease.state.final:
             return lease
         self._tick(now)
         if lease in self.queue:
             self._dequeue(lease)
-        if lease.run is not None:
-            if lease.run.start < now < lease.run.run_end and lease.run.run_start < now:
-                lease.runs.append((lease.run.run_start, now, lease.run.hosts))
-            self._release(lease.run, now)
-        self._move(lease, S.CANCELLED, now, reason)
+        run = lease.run
+        if run is not None:
+            if run.start < now < run.run_end and run.run_start < now:
+                lease.runs.append((run.run_start, now, run.hosts))
+            self._future_be.discard(lease.id)
+            self._release(run, now)
+        self._move(lease, state, now, reason)
         self._replan_future(now)
         return lease
 
@@ -890,23 +902,6 @@ class Scheduler:
                 lease.reason = f"{reason}; re-placed on other hosts"
         else:
             self._move(lease, S.FAIL, now, reason)
-        self._replan_future(now)
-        self.schedule(now)
-        return lease
-
-    def fail(self, lease_id: int, now: int, reason: str) -> Lease:
-        """The lease cannot be carried out (its driver keeps failing): give its capacity
-        back and record why."""
-        lease = self.leases[lease_id]
-        if lease.state.final:
-            return lease
-        self._tick(now)
-        if lease in self.queue:
-            self._dequeue(lease)
-        if lease.run is not None:
-            self._future_be.discard(lease.id)
-            self._release(lease.run, now)
-        self._move(lease, S.FAIL, now, reason)
         self._replan_future(now)
         self.schedule(now)
         return lease

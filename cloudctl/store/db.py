@@ -259,16 +259,22 @@ class Store:
     # -- hosts ---------------------------------------------------------------------------
 
     def add_host(self, host: HostRecord) -> HostRecord:
-        try:
-            cur = self._execute(
-                "INSERT INTO hosts (name, cpus, memory_mib, disk_mib, driver, uri, enabled, "
-                "status, status_reason, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (host.name, host.cpus, host.memory_mib, host.disk_mib, host.driver, host.uri,
-                 int(host.enabled), host.status, host.status_reason, host.added_at))
-        except sqlite3.IntegrityError:
-            raise Conflict(f"a host named {host.name!r} already exists") from None
-        host.id = int(cur.lastrowid or 0)
+        host.id = self._insert_named("hosts", "a host", {
+            "name": host.name, "cpus": host.cpus, "memory_mib": host.memory_mib,
+            "disk_mib": host.disk_mib, "driver": host.driver, "uri": host.uri,
+            "enabled": int(host.enabled), "status": host.status,
+            "status_reason": host.status_reason, "added_at": host.added_at})
         return host
+
+    def _insert_named(self, table: str, kind: str, values: dict[str, Any]) -> int:
+        """Insert a row whose name is unique; a duplicate name is a conflict."""
+        marks = ", ".join("?" * len(values))
+        try:
+            cur = self._execute(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({marks})",
+                                values.values())
+        except sqlite3.IntegrityError:
+            raise Conflict(f"{kind} named {values['name']!r} already exists") from None
+        return int(cur.lastrowid or 0)
 
     def hosts(self) -> list[HostRecord]:
         rows = self._execute("SELECT name, cpus, memory_mib, disk_mib, driver, uri, enabled, "
@@ -293,14 +299,10 @@ class Store:
     # -- images --------------------------------------------------------------------------
 
     def add_image(self, image: ImageRecord) -> ImageRecord:
-        try:
-            cur = self._execute(
-                "INSERT INTO images (name, path, format, size_bytes, sha256, added_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (image.name, image.path, image.format,
-                                              image.size_bytes, image.sha256, image.added_at))
-        except sqlite3.IntegrityError:
-            raise Conflict(f"an image named {image.name!r} already exists") from None
-        image.id = int(cur.lastrowid or 0)
+        image.id = self._insert_named("images", "an image", {
+            "name": image.name, "path": image.path, "format": image.format,
+            "size_bytes": image.size_bytes, "sha256": image.sha256,
+            "added_at": image.added_at})
         return image
 
     def images(self) -> list[ImageRecord]:
@@ -360,47 +362,17 @@ class Store:
 
     def leases(self, *, state: str | None = None, type: str | None = None,
                live: bool = False) -> list[LeaseRecord]:
-        where, params = [], []
-        if live:
-            where.append("final = 0")
-        if state is not None:
-            where.append("state = ?")
-            params.append(state)
-        if type is not None:
-            where.append("type = ?")
-            params.append(type)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        clause, params = _where(state=state, type=type, final=0 if live else None)
         rows = self._execute(f"SELECT {_LEASE_COLUMNS} FROM leases{clause} ORDER BY id",
                              params)
         return [self._lease(row) for row in rows]
-
-    def lease_rows(self, *, state: str | None = None,
-                   type: str | None = None) -> list[tuple[Any, ...]]:
-        """Raw lease rows for listing many leases fast (columns as in `_LEASE_COLUMNS`)."""
-        where, params = [], []
-        if state is not None:
-            where.append("state = ?")
-            params.append(state)
-        if type is not None:
-            where.append("type = ?")
-            params.append(type)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        return self._execute(f"SELECT {_LEASE_COLUMNS} FROM leases{clause} ORDER BY id",
-                             params).fetchall()
 
     def lease_list_json(self, *, state: str | None = None,
                         type: str | None = None) -> list[str]:
         """Each lease as the JSON object `cloudctl lease list --json` prints, built by SQLite
         itself: listing ten thousand leases should not cost ten thousand Python objects.
         Keys and formats are those of the CLI's `lease_dict`, which a test keeps in step."""
-        where, params = [], []
-        if state is not None:
-            where.append("state = ?")
-            params.append(state)
-        if type is not None:
-            where.append("type = ?")
-            params.append(type)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        clause, params = _where(state=state, type=type)
         iso = "strftime('%Y-%m-%dT%H:%M:%SZ', {}, 'unixepoch')"
         sql = (
             "SELECT json_object('id', id, 'name', name, 'type', type, 'state', state, "
@@ -510,6 +482,14 @@ class Store:
         if limit is not None:
             sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) ORDER BY id"
         return [EventRecord(*row) for row in self._execute(sql, params)]
+
+
+def _where(**equal: Any) -> tuple[str, list[Any]]:
+    """A WHERE clause for the columns given a value (None: no condition)."""
+    terms = [(column, value) for column, value in equal.items() if value is not None]
+    if not terms:
+        return "", []
+    return " WHERE " + " AND ".join(f"{c} = ?" for c, _ in terms), [v for _, v in terms]
 
 
 def _loads(text: str) -> Any:
