@@ -230,7 +230,7 @@ class Cloud:
             users = sorted({lease.id for lease in self.store.leases(live=True)
                             if name in lease.hosts
                             or name in lease.history.get("last_hosts", [])})
-            vms = [vm for vm in self.store.vms(host=name, live=True)]
+            vms = self.store.vms(host=name, live=True)
         if users and not force:
             raise Conflict(f"host {name} has live lease(s) {', '.join(map(str, users))}; "
                            "use --force to drain it first")

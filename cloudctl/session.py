@@ -152,7 +152,6 @@ def session(store: Store, config: SchedulerConfig, now: int, *, save: bool = Tru
             current.save()
         else:
             raise _WhatIf
-    return
 
 
 class _WhatIf(Exception):
