@@ -33,9 +33,7 @@ def build_scheduler(hosts: Sequence[HostRecord], leases: Sequence[LeaseRecord],
     scheduler = Scheduler(host_specs(hosts), config, policies, now=clock,
                           time_label=lambda t: iso(t) or "")
     index = {host.name: i for i, host in enumerate(hosts)}
-    for record in leases:
-        lease, run = to_lease(record, index)
-        scheduler.restore(lease, run)
+    scheduler.restore(to_lease(record, index) for record in leases)
     scheduler.listener = listener
     return scheduler
 

@@ -847,26 +847,29 @@ class Scheduler:
 
     # -- a scheduler rebuilt from a state store ---------------------------------------------
 
-    def restore(self, lease: Lease, run: Run | None) -> None:
-        """Put back a lease saved by a state store, with its current reservation (whose
+    def restore(self, saved: Iterable[tuple[Lease, Run | None]]) -> None:
+        """Put back leases saved by a state store, each with its current reservation (whose
         `step` says which phases were already carried out)."""
-        self.leases[lease.id] = lease
-        if lease.state in (S.QUEUED, S.SUSPENDED_QUEUED):
-            self._enqueue(lease)
-        if run is None:
-            return
-        lease.run = run
-        held, run.channel = run.channel, []
-        for start, end in held:
-            self._hold_channel(run, start, end)
-        for h in run.hosts:
-            run.bookings.append(self.table.add(Booking(run.start, run.end, h, lease.need, run)))
-        self._push(run)
-        if lease.type is LeaseType.BE:
-            if run.step == 0 and run.start > self.now:
-                self._future_be.add(lease.id)
-        else:
-            self._fixed_future += 1
+        bookings: list[Booking] = []
+        for lease, run in saved:
+            self.leases[lease.id] = lease
+            if lease.state in (S.QUEUED, S.SUSPENDED_QUEUED):
+                self._enqueue(lease)
+            if run is None:
+                continue
+            lease.run = run
+            held, run.channel = run.channel, []
+            for start, end in held:
+                self._hold_channel(run, start, end)
+            run.bookings = [Booking(run.start, run.end, h, lease.need, run) for h in run.hosts]
+            bookings.extend(run.bookings)
+            self._push(run)
+            if lease.type is LeaseType.BE:
+                if run.step == 0 and run.start > self.now:
+                    self._future_be.add(lease.id)
+            else:
+                self._fixed_future += 1
+        self.table.add_all(bookings)
 
     def evict(self, lease_id: int, now: int, reason: str) -> Lease:
         """Take a lease off its hosts (a host is drained, removed or lost). Best-effort leases
