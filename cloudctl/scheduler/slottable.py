@@ -104,6 +104,12 @@ class SlotTable:
         self._future_set: set[int] = set()
         self._free_now: set[int] = {i for i in range(n) if self.enabled[i]}
         self.version = 0  # bumped on every change, for callers' caches
+        # Bumped on every change to a host holding future bookings (its bookings, usage now,
+        # or whether it is enabled): what `_future_fits` depends on.
+        self._future_version = 0
+        self._now_fits: dict[Capacity, tuple[dict[int, int], int, int]] = {}
+        self._now_fits_version = -1
+        self._future_fits_cache: dict[Capacity, tuple[int, int, list[int], list[int]]] = {}
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -118,6 +124,7 @@ class SlotTable:
             self._count_now(booking)
         else:
             self._nfuture[booking.host] += 1
+            self._future_version += 1
             self._future_set.add(booking.host)
             insort(self._starts, (booking.start, booking.seq, booking))
         self.version += 1
@@ -131,6 +138,7 @@ class SlotTable:
             self._uncount_now(booking)
         elif booking.start > self.now:
             self._nfuture[h] -= 1
+            self._future_version += 1
             if not self._nfuture[h]:
                 self._future_set.discard(h)
             self._delete_sorted(self._starts, booking.start, booking)
@@ -143,6 +151,8 @@ class SlotTable:
             return
         self._delete_sorted(self._ends, booking.end, booking)
         booking.end = end
+        if self._nfuture[booking.host]:
+            self._future_version += 1
         insort(self._ends, (booking.end, booking.seq, booking))
         if booking.counted and end <= self.now:
             self._uncount_now(booking)
@@ -160,6 +170,7 @@ class SlotTable:
         while i < len(starts) and starts[i][0] <= now:
             b = starts[i][2]
             self._nfuture[b.host] -= 1
+            self._future_version += 1
             if not self._nfuture[b.host]:
                 self._future_set.discard(b.host)
             self._count_now(b)
@@ -185,6 +196,8 @@ class SlotTable:
         i = bisect_right(keys, key)
         keys.insert(i, key)
         self.by_host[b.host].insert(i, b)
+        if self._nfuture[b.host]:
+            self._future_version += 1
 
     def _host_delete(self, b: Booking) -> None:
         keys = self._keys[b.host]
@@ -192,6 +205,8 @@ class SlotTable:
         del keys[i]
         del self.by_host[b.host][i]
         b.live = False
+        if self._nfuture[b.host]:
+            self._future_version += 1
 
     def overlapping(self, h: int, start: int, end: int) -> list[Booking]:
         """Bookings on host h that overlap [start, end)."""
@@ -204,6 +219,7 @@ class SlotTable:
         self.enabled[host] = enabled
         self._refresh_free(host)
         self.version += 1
+        self._future_version += 1
 
     def _count_now(self, b: Booking) -> None:
         used = self._used_now[b.host]
@@ -222,6 +238,8 @@ class SlotTable:
         self._refresh_free(b.host)
 
     def _refresh_free(self, h: int) -> None:
+        if self._nfuture[h]:
+            self._future_version += 1  # its usage now changed
         cpu, mem, _disk = self.cap[h]
         used = self._used_now[h]
         if self.enabled[h] and cpu - used[0] > 0 and mem - used[1] > 0:
@@ -316,14 +334,71 @@ class SlotTable:
     def room_now(self, need: Capacity) -> int:
         """Virtual nodes of `need` that fit now, ignoring bookings that have not started
         (an upper bound on what can start now)."""
-        cap = self.cap
-        used = self._used_now
-        total = 0
-        for h in self._free_now:
-            c = cap[h]
-            u = used[h]
-            total += vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
-        return total
+        return self._fits_now(need)[1]
+
+    def _fits_now(self, need: Capacity) -> tuple[dict[int, int], int, int]:
+        """({host: vnodes of `need` that fit on it now, counting only bookings that have
+        started} for hosts where some fit, their total, the total over hosts without future
+        bookings), cached per table version: a queue walk asks it for many leases."""
+        if self._now_fits_version != self.version:
+            self._now_fits.clear()
+            self._now_fits_version = self.version
+        got = self._now_fits.get(need)
+        if got is None:
+            cap = self.cap
+            used = self._used_now
+            nfuture = self._nfuture
+            fits: dict[int, int] = {}
+            total = simple = 0
+            for h in self._free_now:
+                c = cap[h]
+                u = used[h]
+                f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
+                if f > 0:
+                    fits[h] = f
+                    total += f
+                    if not nfuture[h]:
+                        simple += f
+            got = self._now_fits[need] = (fits, total, simple)
+        return got
+
+    def _future_fits(self, need: Capacity, end: int) -> int:
+        """Vnodes of `need` that fit throughout [now, end) on the enabled hosts holding
+        future bookings: the sum of their `fit_count`s, from a step function of `end` kept
+        until one of those hosts changes (`_future_version`), which in a queue walk is rare."""
+        got = self._future_fits_cache.get(need)
+        if got is None or got[0] != self._future_version:
+            fits_now = self._fits_now(need)[0]
+            cap = self.cap
+            now = self.now
+            base = 0
+            drops: list[tuple[int, int]] = []  # (a future booking's start, vnodes lost there)
+            for h in self._future_set:
+                low = fits_now.get(h, 0)  # disabled hosts are never free now
+                if low <= 0:
+                    continue
+                base += low
+                bookings = self.by_host[h]
+                c = cap[h]
+                for b in bookings[bisect_right(self._keys[h], (now, INFINITY)):]:
+                    cpu, mem, disk = usage_at(bookings, b.start)
+                    f = vnodes_fitting(c[0] - cpu, c[1] - mem, c[2] - disk, need)
+                    if f < low:
+                        drops.append((b.start, low - f))
+                        low = f
+                        if not low:
+                            break
+            drops.sort()
+            starts = [p for p, _ in drops]
+            totals = []
+            total = base
+            for _, lost in drops:
+                total -= lost
+                totals.append(total)
+            got = self._future_fits_cache[need] = (self._future_version, base, starts, totals)
+        _, base, starts, totals = got
+        j = bisect_left(starts, end)  # the drops at starts before `end`
+        return totals[j - 1] if j else base
 
     def fits_now_hosts(self) -> set[int]:
         return self._free_now
@@ -373,23 +448,29 @@ class SlotTable:
 
         # Every host's fit counting only bookings that have started is an upper bound; it is
         # exact for hosts without future bookings ("simple"), whose usage only falls from now.
-        pool: Iterable[int] = self._free_now if hosts is None else (
-            h for h in hosts if h in self._free_now)
         scratch: dict[int, list[int]] = {}
-        contrib: dict[int, int] = {}
         released: dict[int, int] = {}
-        simple_total = 0
-        upper_total = 0
-        for h in pool:
-            u = self._used_now[h]
-            c = cap[h]
-            f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
-            if f > 0:
-                contrib[h] = f
-                if allowed(h, t0):
-                    upper_total += f
-                    if not nfuture[h]:
-                        simple_total += f
+        contrib: dict[int, int]
+        whole = hosts is None and not ready  # every enabled host, from now: the cached case
+        if whole:
+            fits_now, upper_total, simple_total = self._fits_now(need)
+            contrib = dict(fits_now)
+        else:
+            pool: Iterable[int] = self._free_now if hosts is None else (
+                h for h in hosts if h in self._free_now)
+            contrib = {}
+            simple_total = 0
+            upper_total = 0
+            for h in pool:
+                u = self._used_now[h]
+                c = cap[h]
+                f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
+                if f > 0:
+                    contrib[h] = f
+                    if allowed(h, t0):
+                        upper_total += f
+                        if not nfuture[h]:
+                            simple_total += f
         pending_ready = sorted((t, h) for h, t in ready.items() if t > t0)
 
         ends = self._ends
@@ -428,7 +509,11 @@ class SlotTable:
                         upper_total += f - old
                         if not nfuture[h]:
                             simple_total += f - old
-            if upper_total >= k:
+            if (upper_total >= k and simple_total < k and whole and ignore is None
+                    and t == self.now
+                    and simple_total + self._future_fits(need, t + duration) < k):
+                pass  # the hosts with future bookings cannot make up the rest (exact)
+            elif upper_total >= k:
                 exact: dict[int, Candidate] = {}
                 total = simple_total
                 if simple_total < k:
