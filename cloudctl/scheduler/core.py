@@ -380,7 +380,7 @@ class Scheduler:
             return True  # not worth being clever: re-plan
         length = run.end - run.start
         for _ in self.table.sweep(lease.need, lease.nodes, length, now, before=run.start,
-                                  ignore=run, hosts=self._allowed(lease)):
+                                  ignore=run, hosts=self._allowed(lease), collect=False):
             return True
         return False
 

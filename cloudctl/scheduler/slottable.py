@@ -425,19 +425,28 @@ class SlotTable:
     def sweep(self, need: Capacity, k: int, duration: int, t0: int,
               hosts: set[int] | None = None, ready: dict[int, int] | None = None,
               future: bool = True, before: int = INFINITY,
-              ignore: object = None) -> Iterator[tuple[int, list[Candidate]]]:
+              ignore: object = None,
+              collect: bool = True) -> Iterator[tuple[int, list[Candidate]]]:
         """Yield (T, candidates) for each changepoint T >= t0, in order, at which at least k
         vnodes of `need` fit for [T, T+duration); with future=False only T = t0 is tried.
 
         `hosts` restricts the hosts used; `ready` gives hosts that may be used only from a
         given time (an image still in transit); the sweep stops before `before`; bookings of
-        `ignore` (a future run being re-planned) are treated as absent.
+        `ignore` (a future run being re-planned) are treated as absent; with collect=False
+        the candidates are left out (an empty list), for callers that only ask whether.
         """
         t0 = max(t0, self.now)
         ready = ready or {}
         enabled = self.enabled
         nfuture = self._nfuture
         cap = self.cap
+        if ignore is not None:
+            # A host whose only future bookings are ignored ones is as simple as a host with
+            # none: its fit is exactly what its started bookings leave.
+            nfuture = list(nfuture)
+            for _, _, b in self._starts:
+                if b.owner is ignore:
+                    nfuture[b.host] -= 1
 
         if hosts is None and not ready:
             def allowed(h: int, t: int) -> bool:
@@ -455,6 +464,8 @@ class SlotTable:
         if whole:
             fits_now, upper_total, simple_total = self._fits_now(need)
             contrib = dict(fits_now)
+            if ignore is not None:
+                simple_total = sum(f for h, f in contrib.items() if not nfuture[h])
         else:
             pool: Iterable[int] = self._free_now if hosts is None else (
                 h for h in hosts if h in self._free_now)
@@ -518,14 +529,14 @@ class SlotTable:
                 total = simple_total
                 if simple_total < k:
                     for h in sorted(self._future_set):
-                        if contrib.get(h, 0) > 0 and allowed(h, t):
+                        if nfuture[h] and contrib.get(h, 0) > 0 and allowed(h, t):
                             f, overlapping = self.fit_count(h, t, t + duration, need, ignore)
                             if f > 0:
                                 exact[h] = Candidate(h, f, overlapping)
                                 total += f
                 if total >= k:
-                    yield t, self._collect(t, duration, need, contrib, exact, released, allowed,
-                                           ignore)
+                    yield t, (self._collect(t, duration, need, contrib, exact, released,
+                                            allowed, nfuture, ignore) if collect else [])
             if not future:
                 return
             if i >= n_ends and not pending_ready:
@@ -538,9 +549,9 @@ class SlotTable:
 
     def _collect(self, t: int, duration: int, need: Capacity, contrib: dict[int, int],
                  exact: dict[int, Candidate], released: dict[int, int],
-                 allowed: Callable[[int, int], bool], ignore: object = None) -> list[Candidate]:
+                 allowed: Callable[[int, int], bool], nfuture: list[int],
+                 ignore: object = None) -> list[Candidate]:
         out = []
-        nfuture = self._nfuture
         for h, f in contrib.items():
             if f <= 0 or not allowed(h, t):
                 continue
@@ -551,8 +562,11 @@ class SlotTable:
                     if fits <= 0:
                         continue
                     c = Candidate(h, fits, overlapping)
-            else:
+            elif ignore is None:
                 overlapping = sum(1 for b in self.by_host[h] if b.end > t)
+                c = Candidate(h, f, overlapping)
+            else:  # as fit_count counts them: without the ignored run's bookings
+                overlapping = sum(1 for b in self.by_host[h] if b.end > t and b.owner is not ignore)
                 c = Candidate(h, f, overlapping)
             c.free_since = released.get(h, -INFINITY)
             out.append(c)
