@@ -92,6 +92,9 @@ class Scheduler:
         self._heap: list[tuple[int, int, int, Run]] = []
         self._seq = 0
         self._future_be: set[int] = set()  # BE leases holding a reservation that has not begun
+        # lease id -> (its future run, table.freed): the lease fitted nowhere before the run's
+        # start when the table had given back that much capacity (see _could_start_before).
+        self._no_earlier_fit: dict[int, tuple[Run, int]] = {}
         self._fixed_future = 0  # runs of AR/IM leases not yet ended: the only splitters
         self.link = TransferLink()
         self.channel = TransferLink()  # global exclusion: one suspend or resume at a time
@@ -218,6 +221,7 @@ class Scheduler:
         lease = run.lease
         if phase == START:
             self._future_be.discard(lease.id)
+            self._no_earlier_fit.pop(lease.id, None)
             if run.migrated > run.start:
                 self._move(lease, S.MIGRATING, t, "cold migration")
                 actions.append(Action(t, "migrate", lease.id, run.hosts))
@@ -379,9 +383,20 @@ class Scheduler:
         if self.config.image_transfer != "none" or lease.suspended or run.post != SHUTDOWN:
             return True  # not worth being clever: re-plan
         length = run.end - run.start
-        for _ in self.table.sweep(lease.need, lease.nodes, length, now, before=run.start,
-                                  ignore=run, hosts=self._allowed(lease), collect=False):
-            return True
+        t0, before = now, run.start
+        known = self._no_earlier_fit.get(lease.id)
+        freed = self.table.freed_since(known[1]) if known and known[0] is run else None
+        if freed is not None:
+            # It fitted nowhere before its start when the proof was made. Since then the table
+            # has only gained bookings, except for the capacity given back in [lo, hi), so an
+            # earlier fit must overlap [lo, hi): only those start times need a look.
+            lo, hi = freed
+            t0, before = max(now, lo - length + 1), min(before, hi)
+        if t0 < before:
+            for _ in self.table.sweep(lease.need, lease.nodes, length, t0, before=before,
+                                      ignore=run, hosts=self._allowed(lease), collect=False):
+                return True
+        self._no_earlier_fit[lease.id] = (run, self.table.freed)
         return False
 
     # -- best-effort placement -------------------------------------------------------------
@@ -472,6 +487,9 @@ class Scheduler:
         self._book(run, now)
         if run.start > now:
             self._future_be.add(lease.id)
+            if plain:
+                # A plain lease takes the first start the sweep yields: it fits nowhere earlier.
+                self._no_earlier_fit[lease.id] = (run, self.table.freed)
         new = S.SUSPENDED_SCHEDULED if suspended else S.SCHEDULED
         when = "now" if run.start <= now else f"at {run.start} (future reservation)"
         self._move(lease, new, now, f"scheduled {when}")

@@ -110,6 +110,10 @@ class SlotTable:
         self._now_fits: dict[Capacity, tuple[dict[int, int], int, int]] = {}
         self._now_fits_version = -1
         self._future_fits_cache: dict[Capacity, tuple[int, int, list[int], list[int]]] = {}
+        # Capacity given back from now on (a booking removed or cut short, a host enabled):
+        # `freed` counts these events; the log keeps the (start, end) of the latest ones.
+        self.freed = 0
+        self._freed_log: list[tuple[int, int]] = []
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -131,6 +135,7 @@ class SlotTable:
         return booking
 
     def remove(self, booking: Booking) -> None:
+        self._log_freed(booking.start, booking.end)
         h = booking.host
         self._host_delete(booking)
         self._delete_sorted(self._ends, booking.end, booking)
@@ -149,6 +154,8 @@ class SlotTable:
         if end <= booking.start:
             self.remove(booking)
             return
+        if end < booking.end:
+            self._log_freed(end, booking.end)
         self._delete_sorted(self._ends, booking.end, booking)
         booking.end = end
         if self._nfuture[booking.host]:
@@ -216,10 +223,34 @@ class SlotTable:
         return [b for b in self.by_host[h][lo:hi] if b.end > start]
 
     def set_enabled(self, host: int, enabled: bool) -> None:
+        if enabled and not self.enabled[host]:
+            self._log_freed(self.now, INFINITY)
         self.enabled[host] = enabled
         self._refresh_free(host)
         self.version += 1
         self._future_version += 1
+
+    def _log_freed(self, start: int, end: int) -> None:
+        start = max(start, self.now)
+        if start >= end:
+            return  # nothing from now on
+        self.freed += 1
+        log = self._freed_log
+        log.append((start, end))
+        if len(log) > 256:
+            del log[:128]
+
+    def freed_since(self, mark: int) -> tuple[int, int] | None:
+        """(earliest start, latest end) of the capacity given back since `freed` was `mark`
+        ((INFINITY, -INFINITY) if none), or None if the log no longer reaches back that far.
+        Only there can a lease that did not fit at `mark` fit now."""
+        n = self.freed - mark
+        if n > len(self._freed_log):
+            return None
+        if n <= 0:
+            return INFINITY, -INFINITY
+        recent = self._freed_log[-n:]
+        return min(a for a, _ in recent), max(b for _, b in recent)
 
     def _count_now(self, b: Booking) -> None:
         used = self._used_now[b.host]
@@ -459,6 +490,7 @@ class SlotTable:
         # exact for hosts without future bookings ("simple"), whose usage only falls from now.
         scratch: dict[int, list[int]] = {}
         released: dict[int, int] = {}
+        n_released: dict[int, int] = {}  # bookings ended by t, per host
         contrib: dict[int, int]
         whole = hosts is None and not ready  # every enabled host, from now: the cached case
         if whole:
@@ -511,6 +543,7 @@ class SlotTable:
                 u[1] -= b.mem
                 u[2] -= b.disk
                 released[h] = b.end
+                n_released[h] = n_released.get(h, 0) + 1
                 c = cap[h]
                 f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
                 old = contrib.get(h, 0)
@@ -536,7 +569,8 @@ class SlotTable:
                                 total += f
                 if total >= k:
                     yield t, (self._collect(t, duration, need, contrib, exact, released,
-                                            allowed, nfuture, ignore) if collect else [])
+                                            n_released, allowed, nfuture, ignore)
+                              if collect else [])
             if not future:
                 return
             if i >= n_ends and not pending_ready:
@@ -549,9 +583,10 @@ class SlotTable:
 
     def _collect(self, t: int, duration: int, need: Capacity, contrib: dict[int, int],
                  exact: dict[int, Candidate], released: dict[int, int],
-                 allowed: Callable[[int, int], bool], nfuture: list[int],
-                 ignore: object = None) -> list[Candidate]:
+                 n_released: dict[int, int], allowed: Callable[[int, int], bool],
+                 nfuture: list[int], ignore: object = None) -> list[Candidate]:
         out = []
+        by_host = self.by_host
         for h, f in contrib.items():
             if f <= 0 or not allowed(h, t):
                 continue
@@ -562,13 +597,14 @@ class SlotTable:
                     if fits <= 0:
                         continue
                     c = Candidate(h, fits, overlapping)
+                c.free_since = released.get(h, -INFINITY)
             elif ignore is None:
-                overlapping = sum(1 for b in self.by_host[h] if b.end > t)
-                c = Candidate(h, f, overlapping)
+                # All its bookings have started; those that end by t are the released ones.
+                c = Candidate(h, f, len(by_host[h]) - n_released.get(h, 0), INFINITY, True,
+                              released.get(h, -INFINITY))
             else:  # as fit_count counts them: without the ignored run's bookings
-                overlapping = sum(1 for b in self.by_host[h] if b.end > t and b.owner is not ignore)
-                c = Candidate(h, f, overlapping)
-            c.free_since = released.get(h, -INFINITY)
+                overlapping = sum(1 for b in by_host[h] if b.end > t and b.owner is not ignore)
+                c = Candidate(h, f, overlapping, INFINITY, True, released.get(h, -INFINITY))
             out.append(c)
         return out
 
