@@ -93,6 +93,9 @@ class Scheduler:
         self._heap: list[tuple[int, int, int, Run]] = []
         self._seq = 0
         self._future_be: set[int] = set()  # BE leases holding a reservation that has not begun
+        # lease id -> (its future run, table.freed): the lease fitted nowhere before the run's
+        # start when the table had given back that much capacity (see _could_start_before).
+        self._no_earlier_fit: dict[int, tuple[Run, int]] = {}
         self._fixed_future = 0  # runs of AR/IM leases not yet ended: the only splitters
         self.link = TransferLink()
         self.channel = TransferLink()  # global exclusion: one suspend or resume at a time
@@ -104,6 +107,10 @@ class Scheduler:
         self._fit_cache: dict[tuple[object, int], Status] = {}
         self._misfits: dict[object, list[tuple[int, int]]] = {}
         self._room_version = -1
+        self._queue_edits = 0  # insertions before the tail and removals (see _walk_state)
+        # (state, queue, how many of its leases are known to wait) after a walk that booked
+        # nothing: the next walk against the same state starts after those leases.
+        self._quiet_walk: tuple[tuple[int, ...], list[Lease], int] | None = None
 
     # -- requests ------------------------------------------------------------------------
 
@@ -228,6 +235,7 @@ class Scheduler:
         lease = run.lease
         if phase == START:
             self._future_be.discard(lease.id)
+            self._no_earlier_fit.pop(lease.id, None)
             if run.migrated > run.start:
                 self._move(lease, S.MIGRATING, t, "cold migration")
                 actions.append(Action(t, "migrate", lease.id, run.hosts))
@@ -296,9 +304,20 @@ class Scheduler:
             return
         limit = self.config.backfilling
         future = len(self._future_be)
-        waiting: list[Lease] = []
         queue = self.queue
-        for i, lease in enumerate(queue):
+        first = 0
+        memo = self._quiet_walk
+        if memo is not None and memo[1] is queue and memo[0] == self._walk_state():
+            # The last walk booked nothing, and nothing has changed since but the clock and
+            # leases appended to the queue: the leases it walked would wait again, with the
+            # same reasons (see _walk_state), so only the new ones are walked.
+            first = memo[2]
+            if first >= len(queue):
+                return
+        waiting: list[Lease] = queue[:first]
+        quiet = True  # every lease walked waits and would still wait at a later instant
+        for i in range(first, len(queue)):
+            lease = queue[i]
             may_reserve = limit is None or future < limit
             if not may_reserve and not self.table.fits_now_hosts():
                 waiting.extend(queue[i:])  # nothing can start now and nothing may reserve
@@ -306,14 +325,38 @@ class Scheduler:
                     rest.reason = "waiting: no capacity free now"
                 break
             if self._schedule_be(lease, now, may_reserve):
+                quiet = False
                 if lease.run is not None and lease.run.start > now:
                     future += 1
                 continue
             waiting.append(lease)
+            if may_reserve or not self._plain(lease):
+                quiet = False
             if limit == 0:
+                quiet = False  # the walk stops here: the leases after it were not walked
                 waiting.extend(queue[i + 1:])
                 break
         self.queue = waiting
+        self._quiet_walk = (self._walk_state(), waiting, len(waiting)) if quiet else None
+
+    def _walk_state(self) -> tuple[int, ...]:
+        """What a queue walk's outcome depends on besides the clock and the leases walked.
+
+        A plain lease (see `_plain`) that cannot start now against a table cannot start at a
+        later instant against the same table either: the table has crossed no booking start
+        or end in between (it would have a new version), so the later window meets the same
+        usage and more of it. A walk that booked nothing therefore repeats itself as long as
+        this state stays the same.
+        """
+        return (self.table.version, self._queue_edits, len(self._future_be), self._fixed_future)
+
+    def _plain(self, lease: Lease) -> bool:
+        """A lease that cannot be split and needs no image: whether it fits now depends only
+        on its size, its length and the table."""
+        cfg = self.config
+        return (lease.state is not S.SUSPENDED_QUEUED
+                and not (lease.preemptible and cfg.suspension_enabled and self._fixed_future > 0)
+                and (cfg.image_transfer == "none" or not lease.image))
 
     def _enqueue(self, lease: Lease) -> None:
         queue = self.queue
@@ -322,9 +365,11 @@ class Scheduler:
             return
         keys = [q.queue_key for q in queue]
         queue.insert(bisect_right(keys, lease.queue_key), lease)
+        self._queue_edits += 1
 
     def _dequeue(self, lease: Lease) -> None:
         self.queue.remove(lease)
+        self._queue_edits += 1
 
     def _replan_future(self, now: int) -> None:
         """Capacity came free early: every best-effort reservation that has not begun and
@@ -352,9 +397,20 @@ class Scheduler:
         if self.config.image_transfer != "none" or lease.suspended or run.post != SHUTDOWN:
             return True  # not worth being clever: re-plan
         length = run.end - run.start
-        for _ in self.table.sweep(lease.need, lease.nodes, length, now, before=run.start,
-                                  ignore=run, hosts=self._allowed(lease)):
-            return True
+        t0, before = now, run.start
+        known = self._no_earlier_fit.get(lease.id)
+        freed = self.table.freed_since(known[1]) if known and known[0] is run else None
+        if freed is not None:
+            # It fitted nowhere before its start when the proof was made. Since then the table
+            # has only gained bookings, except for the capacity given back in [lo, hi), so an
+            # earlier fit must overlap [lo, hi): only those start times need a look.
+            lo, hi = freed
+            t0, before = max(now, lo - length + 1), min(before, hi)
+        if t0 < before:
+            for _ in self.table.sweep(lease.need, lease.nodes, length, t0, before=before,
+                                      ignore=run, hosts=self._allowed(lease), collect=False):
+                return True
+        self._no_earlier_fit[lease.id] = (run, self.table.freed)
         return False
 
     # -- best-effort placement -------------------------------------------------------------
@@ -390,8 +446,7 @@ class Scheduler:
         suspendable = lease.preemptible and cfg.suspension_enabled and self._fixed_future > 0
         # Leases that cannot be split and need no image differ only in size and length, so one
         # that failed to start now rules out any no smaller and no shorter.
-        plain = not suspended and not suspendable and (cfg.image_transfer == "none"
-                                                       or not lease.image)
+        plain = self._plain(lease)
         if not may_reserve:
             if self._room_now(lease) < lease.nodes or (plain and self._known_not_to_fit(lease)):
                 lease.reason = self._waiting_reason(lease, now, may_reserve)
@@ -446,6 +501,9 @@ class Scheduler:
         self._book(run, now)
         if run.start > now:
             self._future_be.add(lease.id)
+            if plain:
+                # A plain lease takes the first start the sweep yields: it fits nowhere earlier.
+                self._no_earlier_fit[lease.id] = (run, self.table.freed)
         new = S.SUSPENDED_SCHEDULED if suspended else S.SCHEDULED
         when = "now" if run.start <= now else f"at {self._t(run.start)} (future reservation)"
         self._move(lease, new, now, f"scheduled {when}")

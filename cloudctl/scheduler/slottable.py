@@ -108,6 +108,16 @@ class SlotTable:
         self._future_set: set[int] = set()
         self._free_now: set[int] = {i for i in range(n) if self.enabled[i]}
         self.version = 0  # bumped on every change, for callers' caches
+        # Bumped on every change to a host holding future bookings (its bookings, usage now,
+        # or whether it is enabled): what `_future_fits` depends on.
+        self._future_version = 0
+        self._now_fits: dict[Capacity, tuple[dict[int, int], int, int]] = {}
+        self._now_fits_version = -1
+        self._future_fits_cache: dict[Capacity, tuple[int, int, list[int], list[int]]] = {}
+        # Capacity given back from now on (a booking removed or cut short, a host enabled):
+        # `freed` counts these events; the log keeps the (start, end) of the latest ones.
+        self.freed = 0
+        self._freed_log: list[tuple[int, int]] = []
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -122,6 +132,7 @@ class SlotTable:
             self._count_now(booking)
         else:
             self._nfuture[booking.host] += 1
+            self._future_version += 1
             self._future_set.add(booking.host)
             insort(self._starts, (booking.start, booking.seq, booking))
         self.version += 1
@@ -153,6 +164,7 @@ class SlotTable:
         self.version += 1
 
     def remove(self, booking: Booking) -> None:
+        self._log_freed(booking.start, booking.end)
         h = booking.host
         self._host_delete(booking)
         self._delete_sorted(self._ends, booking.end, booking)
@@ -160,6 +172,7 @@ class SlotTable:
             self._uncount_now(booking)
         elif booking.start > self.now:
             self._nfuture[h] -= 1
+            self._future_version += 1
             if not self._nfuture[h]:
                 self._future_set.discard(h)
             self._delete_sorted(self._starts, booking.start, booking)
@@ -170,8 +183,12 @@ class SlotTable:
         if end <= booking.start:
             self.remove(booking)
             return
+        if end < booking.end:
+            self._log_freed(end, booking.end)
         self._delete_sorted(self._ends, booking.end, booking)
         booking.end = end
+        if self._nfuture[booking.host]:
+            self._future_version += 1
         insort(self._ends, (booking.end, booking.seq, booking))
         if booking.counted and end <= self.now:
             self._uncount_now(booking)
@@ -189,6 +206,7 @@ class SlotTable:
         while i < len(starts) and starts[i][0] <= now:
             b = starts[i][2]
             self._nfuture[b.host] -= 1
+            self._future_version += 1
             if not self._nfuture[b.host]:
                 self._future_set.discard(b.host)
             self._count_now(b)
@@ -214,6 +232,8 @@ class SlotTable:
         i = bisect_right(keys, key)
         keys.insert(i, key)
         self.by_host[b.host].insert(i, b)
+        if self._nfuture[b.host]:
+            self._future_version += 1
 
     def _host_delete(self, b: Booking) -> None:
         keys = self._keys[b.host]
@@ -221,6 +241,8 @@ class SlotTable:
         del keys[i]
         del self.by_host[b.host][i]
         b.live = False
+        if self._nfuture[b.host]:
+            self._future_version += 1
 
     def overlapping(self, h: int, start: int, end: int) -> list[Booking]:
         """Bookings on host h that overlap [start, end)."""
@@ -230,9 +252,34 @@ class SlotTable:
         return [b for b in self.by_host[h][lo:hi] if b.end > start]
 
     def set_enabled(self, host: int, enabled: bool) -> None:
+        if enabled and not self.enabled[host]:
+            self._log_freed(self.now, INFINITY)
         self.enabled[host] = enabled
         self._refresh_free(host)
         self.version += 1
+        self._future_version += 1
+
+    def _log_freed(self, start: int, end: int) -> None:
+        start = max(start, self.now)
+        if start >= end:
+            return  # nothing from now on
+        self.freed += 1
+        log = self._freed_log
+        log.append((start, end))
+        if len(log) > 256:
+            del log[:128]
+
+    def freed_since(self, mark: int) -> tuple[int, int] | None:
+        """(earliest start, latest end) of the capacity given back since `freed` was `mark`
+        ((INFINITY, -INFINITY) if none), or None if the log no longer reaches back that far.
+        Only there can a lease that did not fit at `mark` fit now."""
+        n = self.freed - mark
+        if n > len(self._freed_log):
+            return None
+        if n <= 0:
+            return INFINITY, -INFINITY
+        recent = self._freed_log[-n:]
+        return min(a for a, _ in recent), max(b for _, b in recent)
 
     def _count_now(self, b: Booking) -> None:
         used = self._used_now[b.host]
@@ -251,6 +298,8 @@ class SlotTable:
         self._refresh_free(b.host)
 
     def _refresh_free(self, h: int) -> None:
+        if self._nfuture[h]:
+            self._future_version += 1  # its usage now changed
         cpu, mem, _disk = self.cap[h]
         used = self._used_now[h]
         if self.enabled[h] and cpu - used[0] > 0 and mem - used[1] > 0:
@@ -345,14 +394,71 @@ class SlotTable:
     def room_now(self, need: Capacity) -> int:
         """Virtual nodes of `need` that fit now, ignoring bookings that have not started
         (an upper bound on what can start now)."""
-        cap = self.cap
-        used = self._used_now
-        total = 0
-        for h in self._free_now:
-            c = cap[h]
-            u = used[h]
-            total += vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
-        return total
+        return self._fits_now(need)[1]
+
+    def _fits_now(self, need: Capacity) -> tuple[dict[int, int], int, int]:
+        """({host: vnodes of `need` that fit on it now, counting only bookings that have
+        started} for hosts where some fit, their total, the total over hosts without future
+        bookings), cached per table version: a queue walk asks it for many leases."""
+        if self._now_fits_version != self.version:
+            self._now_fits.clear()
+            self._now_fits_version = self.version
+        got = self._now_fits.get(need)
+        if got is None:
+            cap = self.cap
+            used = self._used_now
+            nfuture = self._nfuture
+            fits: dict[int, int] = {}
+            total = simple = 0
+            for h in self._free_now:
+                c = cap[h]
+                u = used[h]
+                f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
+                if f > 0:
+                    fits[h] = f
+                    total += f
+                    if not nfuture[h]:
+                        simple += f
+            got = self._now_fits[need] = (fits, total, simple)
+        return got
+
+    def _future_fits(self, need: Capacity, end: int) -> int:
+        """Vnodes of `need` that fit throughout [now, end) on the enabled hosts holding
+        future bookings: the sum of their `fit_count`s, from a step function of `end` kept
+        until one of those hosts changes (`_future_version`), which in a queue walk is rare."""
+        got = self._future_fits_cache.get(need)
+        if got is None or got[0] != self._future_version:
+            fits_now = self._fits_now(need)[0]
+            cap = self.cap
+            now = self.now
+            base = 0
+            drops: list[tuple[int, int]] = []  # (a future booking's start, vnodes lost there)
+            for h in self._future_set:
+                low = fits_now.get(h, 0)  # disabled hosts are never free now
+                if low <= 0:
+                    continue
+                base += low
+                bookings = self.by_host[h]
+                c = cap[h]
+                for b in bookings[bisect_right(self._keys[h], (now, INFINITY)):]:
+                    cpu, mem, disk = usage_at(bookings, b.start)
+                    f = vnodes_fitting(c[0] - cpu, c[1] - mem, c[2] - disk, need)
+                    if f < low:
+                        drops.append((b.start, low - f))
+                        low = f
+                        if not low:
+                            break
+            drops.sort()
+            starts = [p for p, _ in drops]
+            totals = []
+            total = base
+            for _, lost in drops:
+                total -= lost
+                totals.append(total)
+            got = self._future_fits_cache[need] = (self._future_version, base, starts, totals)
+        _, base, starts, totals = got
+        j = bisect_left(starts, end)  # the drops at starts before `end`
+        return totals[j - 1] if j else base
 
     def fits_now_hosts(self) -> set[int]:
         return self._free_now
@@ -379,19 +485,28 @@ class SlotTable:
     def sweep(self, need: Capacity, k: int, duration: int, t0: int,
               hosts: set[int] | None = None, ready: dict[int, int] | None = None,
               future: bool = True, before: int = INFINITY,
-              ignore: object = None) -> Iterator[tuple[int, list[Candidate]]]:
+              ignore: object = None,
+              collect: bool = True) -> Iterator[tuple[int, list[Candidate]]]:
         """Yield (T, candidates) for each changepoint T >= t0, in order, at which at least k
         vnodes of `need` fit for [T, T+duration); with future=False only T = t0 is tried.
 
         `hosts` restricts the hosts used; `ready` gives hosts that may be used only from a
         given time (an image still in transit); the sweep stops before `before`; bookings of
-        `ignore` (a future run being re-planned) are treated as absent.
+        `ignore` (a future run being re-planned) are treated as absent; with collect=False
+        the candidates are left out (an empty list), for callers that only ask whether.
         """
         t0 = max(t0, self.now)
         ready = ready or {}
         enabled = self.enabled
         nfuture = self._nfuture
         cap = self.cap
+        if ignore is not None:
+            # A host whose only future bookings are ignored ones is as simple as a host with
+            # none: its fit is exactly what its started bookings leave.
+            nfuture = list(nfuture)
+            for _, _, b in self._starts:
+                if b.owner is ignore:
+                    nfuture[b.host] -= 1
 
         if hosts is None and not ready:
             def allowed(h: int, t: int) -> bool:
@@ -402,23 +517,32 @@ class SlotTable:
 
         # Every host's fit counting only bookings that have started is an upper bound; it is
         # exact for hosts without future bookings ("simple"), whose usage only falls from now.
-        pool: Iterable[int] = self._free_now if hosts is None else (
-            h for h in hosts if h in self._free_now)
         scratch: dict[int, list[int]] = {}
-        contrib: dict[int, int] = {}
         released: dict[int, int] = {}
-        simple_total = 0
-        upper_total = 0
-        for h in pool:
-            u = self._used_now[h]
-            c = cap[h]
-            f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
-            if f > 0:
-                contrib[h] = f
-                if allowed(h, t0):
-                    upper_total += f
-                    if not nfuture[h]:
-                        simple_total += f
+        n_released: dict[int, int] = {}  # bookings ended by t, per host
+        contrib: dict[int, int]
+        whole = hosts is None and not ready  # every enabled host, from now: the cached case
+        if whole:
+            fits_now, upper_total, simple_total = self._fits_now(need)
+            contrib = dict(fits_now)
+            if ignore is not None:
+                simple_total = sum(f for h, f in contrib.items() if not nfuture[h])
+        else:
+            pool: Iterable[int] = self._free_now if hosts is None else (
+                h for h in hosts if h in self._free_now)
+            contrib = {}
+            simple_total = 0
+            upper_total = 0
+            for h in pool:
+                u = self._used_now[h]
+                c = cap[h]
+                f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
+                if f > 0:
+                    contrib[h] = f
+                    if allowed(h, t0):
+                        upper_total += f
+                        if not nfuture[h]:
+                            simple_total += f
         pending_ready = sorted((t, h) for h, t in ready.items() if t > t0)
 
         ends = self._ends
@@ -448,6 +572,7 @@ class SlotTable:
                 u[1] -= b.mem
                 u[2] -= b.disk
                 released[h] = b.end
+                n_released[h] = n_released.get(h, 0) + 1
                 c = cap[h]
                 f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
                 old = contrib.get(h, 0)
@@ -457,19 +582,24 @@ class SlotTable:
                         upper_total += f - old
                         if not nfuture[h]:
                             simple_total += f - old
-            if upper_total >= k:
+            if (upper_total >= k and simple_total < k and whole and ignore is None
+                    and t == self.now
+                    and simple_total + self._future_fits(need, t + duration) < k):
+                pass  # the hosts with future bookings cannot make up the rest (exact)
+            elif upper_total >= k:
                 exact: dict[int, Candidate] = {}
                 total = simple_total
                 if simple_total < k:
                     for h in sorted(self._future_set):
-                        if contrib.get(h, 0) > 0 and allowed(h, t):
+                        if nfuture[h] and contrib.get(h, 0) > 0 and allowed(h, t):
                             f, overlapping = self.fit_count(h, t, t + duration, need, ignore)
                             if f > 0:
                                 exact[h] = Candidate(h, f, overlapping)
                                 total += f
                 if total >= k:
-                    yield t, self._collect(t, duration, need, contrib, exact, released, allowed,
-                                           ignore)
+                    yield t, (self._collect(t, duration, need, contrib, exact, released,
+                                            n_released, allowed, nfuture, ignore)
+                              if collect else [])
             if not future:
                 return
             if i >= n_ends and not pending_ready:
@@ -482,9 +612,10 @@ class SlotTable:
 
     def _collect(self, t: int, duration: int, need: Capacity, contrib: dict[int, int],
                  exact: dict[int, Candidate], released: dict[int, int],
-                 allowed: Callable[[int, int], bool], ignore: object = None) -> list[Candidate]:
+                 n_released: dict[int, int], allowed: Callable[[int, int], bool],
+                 nfuture: list[int], ignore: object = None) -> list[Candidate]:
         out = []
-        nfuture = self._nfuture
+        by_host = self.by_host
         for h, f in contrib.items():
             if f <= 0 or not allowed(h, t):
                 continue
@@ -495,10 +626,14 @@ class SlotTable:
                     if fits <= 0:
                         continue
                     c = Candidate(h, fits, overlapping)
-            else:
-                overlapping = sum(1 for b in self.by_host[h] if b.end > t)
-                c = Candidate(h, f, overlapping)
-            c.free_since = released.get(h, -INFINITY)
+                c.free_since = released.get(h, -INFINITY)
+            elif ignore is None:
+                # All its bookings have started; those that end by t are the released ones.
+                c = Candidate(h, f, len(by_host[h]) - n_released.get(h, 0), INFINITY, True,
+                              released.get(h, -INFINITY))
+            else:  # as fit_count counts them: without the ignored run's bookings
+                overlapping = sum(1 for b in by_host[h] if b.end > t and b.owner is not ignore)
+                c = Candidate(h, f, overlapping, INFINITY, True, released.get(h, -INFINITY))
             out.append(c)
         return out
 
