@@ -154,6 +154,7 @@ class SlotTable:
                 self._count_now(b)
             else:
                 self._nfuture[b.host] += 1
+                self._future_version += 1
                 self._future_set.add(b.host)
                 self._starts.append((b.start, b.seq, b))
         for h in touched:
