@@ -835,8 +835,8 @@ class Scheduler:
                 self._hold_channel(run, run.migrated, run.run_start)
             if run.post == SUSPEND:
                 self._hold_channel(run, run.run_end, run.end)
-        for h in run.hosts:
-            run.bookings.append(self.table.add(Booking(run.start, run.end, h, lease.need, run)))
+        run.bookings.extend(self.table.add_all(
+            [Booking(run.start, run.end, h, lease.need, run) for h in run.hosts]))
         # A resumed lease's disk travels with it (migration) or is still there; only a lease
         # starting from scratch needs its image from the repository.
         if lease.type is LeaseType.BE and lease.image and not lease.last_hosts:
