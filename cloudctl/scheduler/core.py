@@ -13,6 +13,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from cloudctl.errors import InvalidInput
 from cloudctl.policies.admission import cluster_fit
@@ -39,6 +40,7 @@ _PHASE_FIELD = {START: "start", MIGRATED: "migrated", RUN_START: "run_start",
 _PHASE_STEP = {START: 1, MIGRATED: 2, RUN_START: 3, RUN_END: 4, END: 5}
 
 Listener = Callable[[Lease, LeaseState, LeaseState, int, str], None]
+_by_host = attrgetter("host")
 
 
 @dataclass(frozen=True)
@@ -715,8 +717,11 @@ class Scheduler:
     def _assign(self, lease: Lease, candidates: list[Candidate],
                 end: int) -> tuple[int, ...] | None:
         """One host per virtual node, best-scored hosts first, as many VMs per host as fit."""
-        score = self.policies.host_score
-        ranked = sorted(candidates, key=lambda c: (*score.key(lease, c, end), c.host))
+        key = self.policies.host_score.key
+        # Host order first, then a stable sort by score: ties stay in host order, as if the
+        # host were the key's last element, without building a second tuple per candidate.
+        ranked = sorted(candidates, key=_by_host)
+        ranked.sort(key=lambda c: key(lease, c, end))
         chosen: list[int] = []
         for c in ranked:
             chosen.extend([c.host] * min(c.fits, lease.nodes - len(chosen)))
