@@ -7,6 +7,7 @@ enactment layer (real drivers, or the simulator) to carry out.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from bisect import bisect_right
@@ -40,6 +41,15 @@ _PHASE_FIELD = {START: "start", MIGRATED: "migrated", RUN_START: "run_start",
 _PHASE_STEP = {START: 1, MIGRATED: 2, RUN_START: 3, RUN_END: 4, END: 5}
 
 Listener = Callable[[Lease, LeaseState, LeaseState, int, str], None]
+
+
+@functools.lru_cache(maxsize=16)
+def _limit_reason(limit: int | None) -> str:
+    """Why a lease waits when the backfilling limit is taken (queue walks say it often)."""
+    return (f"waiting: does not fit now and the backfilling limit ({limit} future "
+            f"reservation{'s' if limit != 1 else ''}) is taken")
+
+
 _by_host = attrgetter("host")
 
 
@@ -318,7 +328,7 @@ class Scheduler:
                     future += 1
                 continue
             waiting.append(lease)
-            if may_reserve or not self._plain(lease):
+            if quiet and (may_reserve or not self._plain(lease)):
                 quiet = False
             if limit == 0:
                 quiet = False  # the walk stops here: the leases after it were not walked
@@ -432,13 +442,15 @@ class Scheduler:
         need = lease.need
         suspended = lease.state is S.SUSPENDED_QUEUED
         suspendable = lease.preemptible and cfg.suspension_enabled and self._fixed_future > 0
+        if not may_reserve and self._room_now(lease) < lease.nodes:
+            lease.reason = self._waiting_reason(lease, now, may_reserve)
+            return False
         # Leases that cannot be split and need no image differ only in size and length, so one
         # that failed to start now rules out any no smaller and no shorter.
         plain = self._plain(lease)
-        if not may_reserve:
-            if self._room_now(lease) < lease.nodes or (plain and self._known_not_to_fit(lease)):
-                lease.reason = self._waiting_reason(lease, now, may_reserve)
-                return False
+        if not may_reserve and plain and self._known_not_to_fit(lease):
+            lease.reason = self._waiting_reason(lease, now, may_reserve)
+            return False
         shutdown = shutdown_duration(lease.nodes, cfg)
         options: list[tuple[int, int, Run]] = []
 
@@ -592,9 +604,7 @@ class Scheduler:
 
     def _waiting_reason(self, lease: Lease, now: int, may_reserve: bool) -> str:
         if not may_reserve:
-            limit = self.config.backfilling
-            return (f"waiting: does not fit now and the backfilling limit ({limit} future "
-                    f"reservation{'s' if limit != 1 else ''}) is taken")
+            return _limit_reason(self.config.backfilling)
         return "waiting: no fit now or at any future changepoint"
 
     # -- images ----------------------------------------------------------------------------
