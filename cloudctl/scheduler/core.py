@@ -7,12 +7,14 @@ enactment layer (real drivers, or the simulator) to carry out.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from cloudctl.errors import InvalidInput
 from cloudctl.policies.admission import cluster_fit
@@ -39,6 +41,16 @@ _PHASE_FIELD = {START: "start", MIGRATED: "migrated", RUN_START: "run_start",
 _PHASE_STEP = {START: 1, MIGRATED: 2, RUN_START: 3, RUN_END: 4, END: 5}
 
 Listener = Callable[[Lease, LeaseState, LeaseState, int, str], None]
+
+
+@functools.lru_cache(maxsize=16)
+def _limit_reason(limit: int | None) -> str:
+    """Why a lease waits when the backfilling limit is taken (queue walks say it often)."""
+    return (f"waiting: does not fit now and the backfilling limit ({limit} future "
+            f"reservation{'s' if limit != 1 else ''}) is taken")
+
+
+_by_host = attrgetter("host")
 
 
 @dataclass(frozen=True)
@@ -330,7 +342,7 @@ class Scheduler:
                     future += 1
                 continue
             waiting.append(lease)
-            if may_reserve or not self._plain(lease):
+            if quiet and (may_reserve or not self._plain(lease)):
                 quiet = False
             if limit == 0:
                 quiet = False  # the walk stops here: the leases after it were not walked
@@ -444,13 +456,15 @@ class Scheduler:
         need = lease.need
         suspended = lease.state is S.SUSPENDED_QUEUED
         suspendable = lease.preemptible and cfg.suspension_enabled and self._fixed_future > 0
+        if not may_reserve and self._room_now(lease) < lease.nodes:
+            lease.reason = self._waiting_reason(lease, now, may_reserve)
+            return False
         # Leases that cannot be split and need no image differ only in size and length, so one
         # that failed to start now rules out any no smaller and no shorter.
         plain = self._plain(lease)
-        if not may_reserve:
-            if self._room_now(lease) < lease.nodes or (plain and self._known_not_to_fit(lease)):
-                lease.reason = self._waiting_reason(lease, now, may_reserve)
-                return False
+        if not may_reserve and plain and self._known_not_to_fit(lease):
+            lease.reason = self._waiting_reason(lease, now, may_reserve)
+            return False
         shutdown = shutdown_duration(lease.nodes, cfg)
         options: list[tuple[int, int, Run]] = []
 
@@ -604,9 +618,7 @@ class Scheduler:
 
     def _waiting_reason(self, lease: Lease, now: int, may_reserve: bool) -> str:
         if not may_reserve:
-            limit = self.config.backfilling
-            return (f"waiting: does not fit now and the backfilling limit ({limit} future "
-                    f"reservation{'s' if limit != 1 else ''}) is taken")
+            return _limit_reason(self.config.backfilling)
         return "waiting: no fit now or at any future changepoint"
 
     # -- images ----------------------------------------------------------------------------
@@ -730,8 +742,11 @@ class Scheduler:
     def _assign(self, lease: Lease, candidates: list[Candidate],
                 end: int) -> tuple[int, ...] | None:
         """One host per virtual node, best-scored hosts first, as many VMs per host as fit."""
-        score = self.policies.host_score
-        ranked = sorted(candidates, key=lambda c: (*score.key(lease, c, end), c.host))
+        key = self.policies.host_score.key
+        # Host order first, then a stable sort by score: ties stay in host order, as if the
+        # host were the key's last element, without building a second tuple per candidate.
+        ranked = sorted(candidates, key=_by_host)
+        ranked.sort(key=lambda c: key(lease, c, end))
         chosen: list[int] = []
         for c in ranked:
             chosen.extend([c.host] * min(c.fits, lease.nodes - len(chosen)))
@@ -852,8 +867,8 @@ class Scheduler:
                 self._hold_channel(run, run.migrated, run.run_start)
             if run.post == SUSPEND:
                 self._hold_channel(run, run.run_end, run.end)
-        for h in run.hosts:
-            run.bookings.append(self.table.add(Booking(run.start, run.end, h, lease.need, run)))
+        run.bookings.extend(self.table.add_all(
+            [Booking(run.start, run.end, h, lease.need, run) for h in run.hosts]))
         # A resumed lease's disk travels with it (migration) or is still there; only a lease
         # starting from scratch needs its image from the repository.
         if lease.type is LeaseType.BE and lease.image and not lease.last_hosts:
@@ -927,7 +942,7 @@ class Scheduler:
                     self._future_be.add(lease.id)
             else:
                 self._fixed_future += 1
-        self.table.add_all(bookings)
+        self.table.load(bookings)
 
     def evict(self, lease_id: int, now: int, reason: str) -> Lease:
         """Take a lease off its hosts (a host is drained, removed or lost). Best-effort leases

@@ -138,9 +138,46 @@ class SlotTable:
         self.version += 1
         return booking
 
-    def add_all(self, bookings: Iterable[Booking]) -> None:
-        """`add` for many bookings (a table rebuilt from a store), each list sorted once at
-        the end rather than one insertion per booking."""
+    def add_all(self, bookings: list[Booking]) -> list[Booking]:
+        """`add` each booking, in order; the bookings of one run start and end together, so
+        they go into the time-ordered lists in one piece."""
+        if not bookings:
+            return bookings
+        first = bookings[0]
+        start, end = first.start, first.end
+        if any(b.start != start or b.end != end for b in bookings):
+            for b in bookings:
+                self.add(b)
+            return bookings
+        future = start > self.now
+        nfuture = self._nfuture
+        for b in bookings:
+            self._seq += 1
+            b.seq = self._seq
+            b.live = True
+            self._host_insert(b)
+            if future:
+                nfuture[b.host] += 1
+                self._future_set.add(b.host)
+                self._future_version += 1
+            else:
+                self._count_now(b)
+        self._max_len = max(self._max_len, end - start)
+        # Their sequence numbers are the highest yet: they go after every entry with the same
+        # time, in order.
+        entries = [(end, b.seq, b) for b in bookings]
+        i = bisect_left(self._ends, (end, INFINITY))
+        self._ends[i:i] = entries
+        if future:
+            entries = [(start, b.seq, b) for b in bookings]
+            i = bisect_left(self._starts, (start, INFINITY))
+            self._starts[i:i] = entries
+        self.version += 1
+        return bookings
+
+    def load(self, bookings: Iterable[Booking]) -> None:
+        """`add` for many bookings of any times (a table rebuilt from a store), each list
+        sorted once at the end rather than one insertion per booking."""
         touched: set[int] = set()
         for b in bookings:
             self._seq += 1
@@ -186,15 +223,18 @@ class SlotTable:
             return
         if end < booking.end:
             self._log_freed(end, booking.end)
+        if booking.counted and end <= self.now:  # it is over (a run ending early): it goes
+            self._delete_sorted(self._ends, booking.end, booking)
+            booking.end = end
+            self._uncount_now(booking)
+            self._host_delete(booking)
+            self.version += 1
+            return
         self._delete_sorted(self._ends, booking.end, booking)
         booking.end = end
         if self._nfuture[booking.host]:
             self._future_version += 1
         insort(self._ends, (booking.end, booking.seq, booking))
-        if booking.counted and end <= self.now:
-            self._uncount_now(booking)
-            self._host_delete(booking)
-            self._delete_sorted(self._ends, booking.end, booking)
         self.version += 1
 
     def advance(self, now: int) -> None:
