@@ -129,11 +129,23 @@ class Enactor:
             images = {i.name: i for i in self.store.images()}
         now = self.now()
         for vm in vms:
-            if vm.state == vm.want:
+            if vm.state == vm.want and vm.old_host is None:
                 continue
             if vm.retry_at is not None and vm.retry_at > now:
                 report.waiting.append(f"{vm.name}: {vm.error} (retry at {vm.retry_at})")
                 continue
+            if vm.old_host is not None:
+                moved_from, old = vm.old_host, hosts.get(vm.old_host)
+                try:
+                    if old is not None:
+                        self.pool.get(old).destroy(vm.name)
+                except CloudctlError as error:
+                    self._failed(vm, vm.state, error, report)
+                    continue
+                vm.old_host = None
+                if vm.state == vm.want:
+                    self._done(vm, vm.state, f"left {moved_from}", report)
+                    continue
             host = hosts.get(vm.host or "")
             if host is None:
                 if vm.want == "gone":

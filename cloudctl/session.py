@@ -125,10 +125,13 @@ class Session:
             else:
                 if want == "running" and vm.state == "gone":
                     vm.state, vm.save_path = "pending", None  # starts over from its image
-                if host is not None and host != vm.host and vm.state in ("running", "pending"):
-                    # Re-placed while its old domain is gone or unreachable (its host was
-                    # drained first); reconciliation reports any domain left behind.
-                    vm.state = "pending"
+                if host is not None and host != vm.host and vm.state != "gone":
+                    # Moved: whatever is left of it on the old host (a running domain, or a
+                    # suspended one's definition) goes before it appears on the new one.
+                    if vm.old_host is None:
+                        vm.old_host = vm.host
+                    if vm.state != "suspended":
+                        vm.state = "pending"
                 vm.host = host or vm.host
                 vm.want = want
                 vm.error, vm.attempts, vm.retry_at = "", 0, None

@@ -64,7 +64,8 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
 def test_init_is_idempotent_and_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     c = Cli(tmp_path, monkeypatch)
     first = c.json("init")
-    assert first["created"] and first["migrations_applied"] == ["0001-initial"]
+    assert first["created"]
+    assert first["migrations_applied"] == ["0001-initial", "0002-vm-old-host"]
     assert first["config_created"]
     again = c.json("init")
     assert not again["created"] and again["migrations_applied"] == []
@@ -83,7 +84,7 @@ def test_commands_before_init_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_db_status_and_migrate(cli: Cli) -> None:
     status = cli.json("db", "status")
-    assert [m["name"] for m in status["applied"]] == ["0001-initial"]
+    assert [m["name"] for m in status["applied"]] == ["0001-initial", "0002-vm-old-host"]
     assert status["pending"] == [] and status["counts"]["hosts"] == 2
     assert cli.json("db", "migrate") == {"applied": []}
     assert "applied: 0001-initial" in cli("db", "status").stdout
@@ -504,3 +505,29 @@ def test_version_fast_path_skips_typer() -> None:
     assert out.stdout.splitlines() == ["cloudctl 0.1.0", "False"]
     assert subprocess.run([str(CLOUDCTL), "--version"], capture_output=True,
                           text=True).stdout.startswith("cloudctl ")
+
+
+def test_vm_moved_before_its_kill_was_enacted_leaves_nothing_behind(cli: Cli,
+                                                                     tmp_path: Path) -> None:
+    from cloudctl.drivers.registry import open_driver
+
+    (tmp_path / "config.toml").write_text('[scheduler]\nsuspension = "none"\n')
+    im = cli.json("lease", "request", "--type", "im", "--duration", "1h", "--cpus", 4)
+    be = cli.json("lease", "request", "--type", "be", "--duration", "3h", "--cpus", 4)
+    assert (im["hosts"], be["hosts"]) == (["node-1"], ["node-2"])
+    cli("tick")
+    cli.at("2026-11-23T13:10:00Z")
+    ar = cli.json("lease", "request", "--type", "ar", "--start", "2026-11-23T13:30:00Z",
+                  "--duration", "2h", "--cpus", 4)
+    assert ar["hosts"] == ["node-2"]  # the BE lease is killed there at 13:30 and requeued
+    cli.at("2026-11-23T14:00:00Z")  # no tick in between: kill and restart in one pass
+    cli("tick")
+    moved = cli.json("lease", "show", be["id"])
+    assert moved["state"] == "active" and moved["hosts"] == ["node-1"]
+    domains = {}
+    for host in ("node-1", "node-2"):
+        driver = open_driver("test", cli.json("host", "show", host)["uri"])
+        domains[host] = {name: state.value for name, state in driver.list_vms().items()}
+        driver.close()
+    assert domains == {"node-1": {"cloudctl-2-0": "running"},
+                       "node-2": {"cloudctl-3-0": "running"}}

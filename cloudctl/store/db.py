@@ -126,13 +126,17 @@ BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
 """),
+    ("0002-vm-old-host", """
+ALTER TABLE vms ADD COLUMN old_host TEXT;
+"""),
 ]
 
 _LEASE_COLUMNS = ("id, name, type, state, submitted, start_req, duration, nodes, cpus, "
                   "memory_mib, disk_mib, image, image_size_mib, preemptible, remaining, "
                   "first_start, done_at, preempted, reason, history, start, end, hosts")
 _VM_COLUMNS = ("v.id, v.lease_id, v.node, v.name, v.host, v.state, v.want, v.save_path, "
-               "v.error, v.attempts, v.retry_at, v.updated_at, l.cpus, l.memory_mib, l.image")
+               "v.error, v.attempts, v.retry_at, v.updated_at, l.cpus, l.memory_mib, l.image, "
+               "v.old_host")
 
 
 def _create_private(path: Path) -> None:
@@ -443,23 +447,24 @@ class Store:
 
     def save_vm(self, vm: VMRecord) -> None:
         values = (vm.lease_id, vm.node, vm.name, vm.host, vm.state, vm.want, vm.save_path,
-                  vm.error, vm.attempts, vm.retry_at, vm.updated_at)
+                  vm.error, vm.attempts, vm.retry_at, vm.updated_at, vm.old_host)
         if vm.id:
             self._execute("UPDATE vms SET lease_id = ?, node = ?, name = ?, host = ?, "
                           "state = ?, want = ?, save_path = ?, error = ?, attempts = ?, "
-                          "retry_at = ?, updated_at = ? WHERE id = ?", (*values, vm.id))
+                          "retry_at = ?, updated_at = ?, old_host = ? WHERE id = ?",
+                          (*values, vm.id))
         else:
             cur = self._execute("INSERT INTO vms (lease_id, node, name, host, state, want, "
-                                "save_path, error, attempts, retry_at, updated_at) VALUES "
-                                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+                                "save_path, error, attempts, retry_at, updated_at, old_host) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
             vm.id = int(cur.lastrowid or 0)
 
     def record_vm_result(self, vm: VMRecord) -> None:
         """What enactment achieved; leaves `want` alone (the schedule may have moved on)."""
-        self._execute("UPDATE vms SET host = ?, state = ?, save_path = ?, error = ?, "
-                      "attempts = ?, retry_at = ?, updated_at = ? WHERE id = ?",
-                      (vm.host, vm.state, vm.save_path, vm.error, vm.attempts, vm.retry_at,
-                       vm.updated_at, vm.id))
+        self._execute("UPDATE vms SET state = ?, save_path = ?, error = ?, attempts = ?, "
+                      "retry_at = ?, updated_at = ?, old_host = ? WHERE id = ?",
+                      (vm.state, vm.save_path, vm.error, vm.attempts, vm.retry_at,
+                       vm.updated_at, vm.old_host, vm.id))
 
     # -- events --------------------------------------------------------------------------
 

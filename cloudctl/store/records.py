@@ -100,6 +100,9 @@ class VMRecord:
     cpus: int = 0
     memory_mib: int = 0
     image: str | None = None
+    # Where a domain of this VM may still exist after the schedule moved it elsewhere: it is
+    # destroyed there before the VM is created or resumed on `host`.
+    old_host: str | None = None
     id: int = 0
 
 
