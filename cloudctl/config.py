@@ -188,9 +188,7 @@ def _scheduler_config(scheduler: dict[str, Any], policies: dict[str, Any],
         options[POLICY_KEYS[key]] = value
     try:
         config = SchedulerConfig().with_options(**options)
-    except InvalidInput as error:
-        raise InvalidInput(f"{path}: [scheduler]: {error}") from None
-    except TypeError as error:
+    except (InvalidInput, TypeError) as error:
         raise InvalidInput(f"{path}: [scheduler]: {error}") from None
     from cloudctl.policies.registry import BUILTIN, available
 

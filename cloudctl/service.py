@@ -53,7 +53,6 @@ class LeaseSpec:
 class RequestOutcome:
     lease: LeaseRecord
     decision: Decision
-    dry_run: bool = False
     preempted: list[dict[str, Any]] = field(default_factory=list)
     delayed: list[dict[str, Any]] = field(default_factory=list)
 
@@ -372,31 +371,30 @@ class Cloud:
 
         from cloudctl.session import what_if
 
-        expected = replace(self.settings.scheduler, backfilling=None)  # every lease planned
-        with what_if(self.store, expected, self.clock()) as s:
-            self._need_hosts(s)
-            s.settle()
-            before = _be_starts(s)
         with what_if(self.store, self.settings.scheduler, self.clock()) as s:
             scheduler = self._need_hosts(s)
             request = self._request(spec, self.store.next_lease_id(), s.now)
             decision = scheduler.submit(request, s.now)
             s.settle()
             outcome = self._outcome(s, request.id, decision)
-        outcome.dry_run = True
-        if decision.accepted:
-            with what_if(self.store, expected, self.clock()) as s:
-                s.settle()
-                scheduler = self._need_hosts(s)
-                scheduler.submit(request, s.now)
-                s.settle()
-                after = _be_starts(s)
-            for lease_id, old in before.items():
-                new = after.get(lease_id)
-                if old is not None and (new is None or new > old):
-                    outcome.delayed.append({"id": lease_id, "expected_start": old,
-                                            "new_expected_start": new,
-                                            "delay_s": None if new is None else new - old})
+        if not decision.accepted:
+            return outcome
+        # Expected starts with every queued lease planned (conservatively), without and
+        # then with the request.
+        expected = replace(self.settings.scheduler, backfilling=None)
+        with what_if(self.store, expected, self.clock()) as s:
+            scheduler = self._need_hosts(s)
+            s.settle()
+            before = _be_starts(s)
+            scheduler.submit(request, s.now)
+            s.settle()
+            after = _be_starts(s)
+        for lease_id, old in before.items():
+            new = after.get(lease_id)
+            if old is not None and (new is None or new > old):
+                outcome.delayed.append({"id": lease_id, "expected_start": old,
+                                        "new_expected_start": new,
+                                        "delay_s": None if new is None else new - old})
         return outcome
 
     def leases(self, state: str | None = None, type: str | None = None) -> list[LeaseRecord]:
@@ -550,7 +548,7 @@ class Cloud:
         finally:
             os.close(fd)
 
-    def tick(self, blocking: bool = False, reap: bool = False) -> TickOutcome:
+    def tick(self, blocking: bool = False) -> TickOutcome:
         """One scheduling-and-enactment pass at the current time."""
         with self._tick_lock(blocking) as holder:
             if holder:
@@ -574,8 +572,8 @@ class Cloud:
                 enactor.enact(report)
             with self.store.read():
                 upcoming = self.store.get_meta("next_event") or ""
-            retry = [vm.retry_at for vm in self.vms() if vm.retry_at is not None
-                     and vm.state != vm.want]
+                retry = [vm.retry_at for vm in self.store.vms(live=True)
+                         if vm.retry_at is not None and vm.state != vm.want]
             times = [int(upcoming)] if upcoming else []
             times += retry
             return TickOutcome(True, now, changed=records, report=report,

@@ -92,12 +92,10 @@ def render(view: Mapping[str, Any], cols: int) -> str:
         lines.append(f"{host:<{name_w}}  {''.join(cells)}")
     if symbols:
         legend = "  ".join(f"{s}=lease {i} ({types[i]})" for i, s in symbols.items())
-        lines.append("")
-        lines.append(f"legend: {legend}")
-        lines.append("planned reservations are shown as '~' + symbol where they are not "
-                     "running yet" if any(b["kind"] == "planned" for b in view["bars"]) else
-                     "")
-    return "\n".join(line for line in lines if line is not None).rstrip() + "\n"
+        lines += ["", f"legend: {legend}"]
+        if any(b["kind"] == "planned" for b in view["bars"]) and sys.stdout.isatty():
+            lines.append("dimmed: reserved, not running yet")
+    return "\n".join(lines) + "\n"
 
 
 def _planned(symbol: str) -> str:

@@ -413,12 +413,6 @@ class Store:
             raise NotFound(f"no lease {lease_id}")
         return self._lease(row)
 
-    def lease_states(self, ids: Iterable[int]) -> dict[int, str]:
-        ids = list(ids)
-        marks = ", ".join("?" * len(ids))
-        rows = self._execute(f"SELECT id, state FROM leases WHERE id IN ({marks})", ids)
-        return dict(rows.fetchall())
-
     # -- VMs -----------------------------------------------------------------------------
 
     def vms(self, *, lease_id: int | None = None, host: str | None = None,
