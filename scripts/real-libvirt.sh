@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real libvirt + QEMU for the tests, on a Debian machine without systemd (run as root).
 #
+#   scripts/real-libvirt.sh install       install what is missing and configure, start nothing
 #   scripts/real-libvirt.sh [start]       install what is missing, configure, start virtlogd and
 #                                         libvirtd (qemu:///system) and probe QEMU once
 #   scripts/real-libvirt.sh stop          stop both daemons by the PIDs in their pid files
@@ -185,6 +186,7 @@ stop_sessions() {
 }
 
 case "${1:-start}" in
+    install) need_root; install_packages; configure ;;
     start) start_system ;;
     stop) stop_system ;;
     status) virsh -q -c qemu:///system version >/dev/null 2>&1 ;;
@@ -192,7 +194,7 @@ case "${1:-start}" in
     session-stop) stop_sessions ;;
     session-users) printf '%s\n' "${SESSION_USERS[@]}" ;;
     *)
-        say "unknown command ${1:-} (start, stop, status, session-start, session-stop)"
+        say "unknown command ${1:-} (install, start, stop, status, session-start, session-stop)"
         exit 2
         ;;
 esac

@@ -56,19 +56,19 @@ def _qemu_unavailable() -> str | None:
     reason = real_qemu.unavailable()
     if reason is None:
         # Set up here rather than skipped: a machine of the project's kind must run these.
-        real_qemu.system_libvirt()
-        real_qemu.tiny_guest()
+        real_qemu.ensure_system_libvirt()
+        real_qemu.build_tiny_guest()
     return reason
 
 
 def _open_qemu_host(state_dir: Path, host_name: str) -> HypervisorDriver:
     # Every host is the one system libvirtd (tests/real migrates between two daemons).
-    return open_driver("qemu", real_qemu.system_libvirt(), {"domain_type": "qemu"})
+    return open_driver("qemu", real_qemu.ensure_system_libvirt(), {"domain_type": "qemu"})
 
 
 def _qemu_spec(work: Path, name: str) -> VMSpec:
     lease, node = (int(part) for part in name.rsplit("-", 2)[-2:])
-    return real_qemu.tiny_guest().spec(work, name, lease, node)
+    return real_qemu.build_tiny_guest().spec(work, name, lease, node)
 
 
 DRIVER_CASES = [

@@ -2,8 +2,24 @@
 between, and the tiny guest that counts on its serial console.
 
 Everything is set up by the repo's own scripts (scripts/real-libvirt.sh, scripts/build-guest.sh),
-so a fresh machine needs nothing by hand. Plain functions, cached per process, so that both
-pytest fixtures (tests/real/conftest.py) and the contract suite's DriverCase can use them.
+so a fresh machine needs nothing by hand: plain functions, cached per process (the contract
+suite's DriverCase uses them), and pytest fixtures over them at the end of this module, a plugin
+that tests/conftest.py loads, so every test can ask for them:
+
+    system_libvirt    the URI of the machine's libvirtd, started if need be ("qemu:///system")
+    tiny_guest        real_qemu.TinyGuest: .kernel .initrd .disk .cmdline paths/strings, and
+                      .spec(work_dir, name, lease_id) -> a VMSpec with its own overlay disk and
+                      serial log (work_dir/NAME.log)
+    session_libvirts  (uri_a, uri_b): two session libvirtds of two unprivileged users, to
+                      live-migrate between; started once, stopped at the end of the session
+    shared_dir        a fresh directory the session daemons' users can read and write (put a
+                      migrating VM's disk and log there; pytest's tmp_path is root's only)
+    vm_lease          a lease number unique on this machine now; VMs cloudctl-<it>-N
+    qemu_host         a QemuDriver on system_libvirt; its cloudctl-<vm_lease>-* VMs are
+                      destroyed afterwards
+
+They skip only where real QEMU cannot work at all (not root, not Debian); a setup script that
+fails on a machine where it could work is an error.
 """
 
 from __future__ import annotations
@@ -15,10 +31,13 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloudctl.drivers.base import VMSpec
+import pytest
+from cloudctl.drivers.base import HypervisorDriver, VMSpec
+from cloudctl.drivers.registry import open_driver
 
 REPO = Path(__file__).resolve().parents[1]
 GUEST_DIR = Path(os.environ.get("CLOUDCTL_TEST_GUEST_DIR", "/var/cache/cloudctl-test/guest"))
@@ -57,7 +76,7 @@ def _run(*argv: str, timeout: float = 600) -> str:
 
 
 @functools.cache
-def system_libvirt() -> str:
+def ensure_system_libvirt() -> str:
     """Start (if need be) virtlogd and the system libvirtd; its URI."""
     _run("bash", "scripts/real-libvirt.sh", "start")
     return SYSTEM_URI
@@ -116,7 +135,7 @@ class TinyGuest:
 
 
 @functools.cache
-def tiny_guest() -> TinyGuest:
+def build_tiny_guest() -> TinyGuest:
     """Build the guest once (cached in GUEST_DIR across runs)."""
     _run("bash", "scripts/build-guest.sh", str(GUEST_DIR))
     return TinyGuest(kernel=str(GUEST_DIR / "vmlinuz"), initrd=str(GUEST_DIR / "initrd.gz"),
@@ -124,7 +143,7 @@ def tiny_guest() -> TinyGuest:
                      cmdline=(GUEST_DIR / "cmdline").read_text().strip())
 
 
-def shared_dir() -> Path:
+def make_shared_dir() -> Path:
     """A fresh directory every daemon's user can read and write; the caller removes it.
     Not sticky: protected_regular would stop one user from opening another's log there."""
     SHARED_ROOT.mkdir(parents=True, exist_ok=True)
@@ -167,3 +186,56 @@ def wait_for_tick(log: Path | str, at_least: int, timeout_s: float = 15.0) -> in
             raise AssertionError(f"guest counted only to {last} in {timeout_s} s, "
                                  f"not {at_least} ({log})")
         time.sleep(0.1)
+
+
+# -- pytest fixtures ---------------------------------------------------------------------------
+
+
+def _skip_unless_possible() -> None:
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"real QEMU: {reason}")
+
+
+@pytest.fixture(scope="session")
+def system_libvirt() -> str:
+    _skip_unless_possible()
+    return ensure_system_libvirt()
+
+
+@pytest.fixture(scope="session")
+def tiny_guest() -> TinyGuest:
+    _skip_unless_possible()
+    return build_tiny_guest()
+
+
+@pytest.fixture(scope="session")
+def session_libvirts() -> Iterator[tuple[str, str]]:
+    _skip_unless_possible()
+    started_here = not session_libvirts_running()
+    uris = start_session_libvirts()
+    yield uris
+    if started_here:  # one started by hand (or another run) is left as it was
+        stop_session_libvirts()
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    _skip_unless_possible()
+    path = make_shared_dir()
+    yield path
+    remove_tree(path)
+
+
+@pytest.fixture
+def vm_lease() -> int:
+    return unique_lease_id()
+
+
+@pytest.fixture
+def qemu_host(system_libvirt: str, vm_lease: int) -> Iterator[HypervisorDriver]:
+    driver = open_driver("qemu", system_libvirt, {"domain_type": "qemu"})
+    yield driver
+    for name in driver.list_vms(prefix=f"cloudctl-{vm_lease}-"):
+        driver.destroy(name)
+    driver.close()
