@@ -53,8 +53,8 @@ dpkg-deb -x "$work"/linux-image-*.deb "$work/pkg"
 root="$work/initramfs"
 mkdir -p "$root"/{bin,dev,proc,sys,lib/modules,etc/acpi/PWRF}
 cp /bin/busybox "$root/bin/busybox"
-modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk button evdev"
-for mod in $modules; do
+virtio_modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk"
+for mod in $virtio_modules button evdev; do
     found=$(find "$work/pkg/lib/modules" -name "$mod.ko" | head -n1)
     if [ -z "$found" ]; then
         echo "build-guest: module $mod.ko is not in $pkg" >&2
@@ -72,10 +72,13 @@ cat >"$root/init" <<EOF
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-# The cloud kernel has virtio as modules; each needs the ones before it.
-for mod in $modules; do insmod /lib/modules/\$mod.ko; done
-# Without -l, acpid dies at once: its default log, /var/log/acpid.log, cannot be opened here.
+# ACPI first, so that a power-button press right after boot is not lost. Without -l, acpid
+# dies at once: its default log, /var/log/acpid.log, cannot be opened here.
+insmod /lib/modules/button.ko
+insmod /lib/modules/evdev.ko
 acpid -l /dev/null
+# The cloud kernel has virtio as modules; each needs the ones before it.
+for mod in $virtio_modules; do insmod /lib/modules/\$mod.ko; done
 i=0
 while true; do
     echo "cloudctl-guest tick \$i" >/dev/ttyS0

@@ -4,7 +4,8 @@
 #   scripts/real-libvirt.sh install       install what is missing and configure, start nothing
 #   scripts/real-libvirt.sh [start]       install what is missing, configure, start virtlogd and
 #                                         libvirtd (qemu:///system) and probe QEMU once
-#   scripts/real-libvirt.sh stop          stop both daemons by the PIDs in their pid files
+#   scripts/real-libvirt.sh stop          stop every daemon this script started (below too), by
+#                                         the PIDs in their pid files
 #   scripts/real-libvirt.sh status        exit 0 when qemu:///system answers
 #   scripts/real-libvirt.sh session-start start the two unprivileged session libvirtds that
 #                                         the live-migration tests migrate between; prints
@@ -188,7 +189,7 @@ stop_sessions() {
 case "${1:-start}" in
     install) need_root; install_packages; configure ;;
     start) start_system ;;
-    stop) stop_system ;;
+    stop) stop_sessions; stop_system ;;
     status) virsh -q -c qemu:///system version >/dev/null 2>&1 ;;
     session-start) start_sessions ;;
     session-stop) stop_sessions ;;
