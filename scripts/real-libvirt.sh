@@ -43,7 +43,8 @@ install_packages() {
     say "installing ${missing[*]} with apt-get"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        2> >(grep -v '^debconf: delaying package configuration' >&2)
 }
 
 configure() {
