@@ -26,11 +26,23 @@ PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-
 
 say() { echo "real-libvirt: $*" >&2; }
 
+# Run a daemon with no file descriptor but stdin/stdout/stderr: it outlives this script, and a
+# pipe it inherited (a CI runner's, say) would never see its end of file.
+detached() {
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+        done
+        exec "$@"
+    )
+}
+
 # libvirtd on one CPU. It caches QEMU's capabilities (an ~8 s probe) keyed on the host's CPUID,
 # which here differs from one CPU to the next, so an unpinned daemon re-probes at every other
 # restart. The QEMUs it starts still get every CPU: libvirt sets their affinity itself.
 pinned() {
-    if command -v taskset >/dev/null 2>&1; then taskset -c 0 "$@"; else "$@"; fi
+    if command -v taskset >/dev/null 2>&1; then detached taskset -c 0 "$@"; else detached "$@"; fi
 }
 
 need_root() {
@@ -93,7 +105,7 @@ start_system() {
     install_packages
     configure
     if ! live_pid "$VIRTLOGD_PID" >/dev/null; then
-        virtlogd -d --pid-file "$VIRTLOGD_PID"
+        detached virtlogd -d --pid-file "$VIRTLOGD_PID"
     fi
     if ! live_pid "$LIBVIRTD_PID" >/dev/null; then
         # A libvirtd someone started with another pid file holds the socket: use that one.
