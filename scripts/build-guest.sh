@@ -5,7 +5,9 @@
 # disk the guest may have attached as vda (it does not use it).
 #
 # Usage: scripts/build-guest.sh [OUTDIR]   (default /var/cache/cloudctl-test/guest)
-# Writes OUTDIR/vmlinuz, OUTDIR/initrd.gz, OUTDIR/disk.qcow2 and OUTDIR/cmdline. A second run
+# Writes OUTDIR/vmlinuz, OUTDIR/initrd.gz and OUTDIR/cmdline (boot them as kernel, initrd and
+# command line), OUTDIR/disk.qcow2 (empty, 16 MiB) and OUTDIR/boot.qcow2 (the same guest on a
+# disk that boots by itself through syslinux; give each VM an overlay of it). A second run
 # reuses OUTDIR unless this script changed since it was built. OUTDIR is world-readable: the
 # session libvirtds of the live-migration tests run their QEMUs as unprivileged users.
 set -euo pipefail
@@ -22,6 +24,10 @@ export DEBIAN_FRONTEND=noninteractive
 need=()
 command -v busybox >/dev/null 2>&1 && busybox --list | grep -qx acpid || need+=(busybox-static)
 command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+# For boot.qcow2: a FAT disk with syslinux on it, written without mounting anything.
+command -v syslinux >/dev/null 2>&1 || need+=(syslinux)
+command -v mcopy >/dev/null 2>&1 || need+=(mtools)
+command -v mkfs.vfat >/dev/null 2>&1 || need+=(dosfstools)
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -96,6 +102,16 @@ cp "$work"/pkg/boot/vmlinuz-* "$new/vmlinuz"
 qemu-img create -q -f qcow2 "$new/disk.qcow2" 16M
 # quiet: the serial log then holds (almost) only the guest's own lines.
 echo "console=ttyS0 quiet panic=-1" >"$new/cmdline"
+# The same guest on a disk that boots by itself, for VMs given only a disk (as cloudctl's
+# images are): a partitionless FAT disk whose boot sector is syslinux's.
+boot="$work/boot.img"
+truncate -s 24M "$boot"
+mkfs.vfat -n TINYGUEST "$boot" >/dev/null
+syslinux --install "$boot"
+printf 'DEFAULT tiny\nPROMPT 0\nTIMEOUT 0\nLABEL tiny\n  KERNEL vmlinuz\n  INITRD initrd.gz\n  APPEND %s\n' \
+    "$(cat "$new/cmdline")" >"$work/syslinux.cfg"
+mcopy -i "$boot" "$new/vmlinuz" "$new/initrd.gz" "$work/syslinux.cfg" ::/
+qemu-img convert -O qcow2 "$boot" "$new/boot.qcow2"
 echo "$pkg" >"$new/kernel-package"
 echo "$STAMP" >"$new/stamp"
 chmod -R a+rX "$new"

@@ -7,9 +7,10 @@ suite's DriverCase uses them), and pytest fixtures over them at the end of this 
 that tests/conftest.py loads, so every test can ask for them:
 
     system_libvirt    the URI of the machine's libvirtd, started if need be ("qemu:///system")
-    tiny_guest        real_qemu.TinyGuest: .kernel .initrd .disk .cmdline paths/strings, and
-                      .spec(work_dir, name, lease_id) -> a VMSpec with its own overlay disk and
-                      serial log (work_dir/NAME.log)
+    tiny_guest        real_qemu.TinyGuest: .kernel .initrd .disk .cmdline .boot_disk (paths,
+                      and the kernel command line), and .spec(work_dir, name, lease_id,
+                      from_disk=False) -> a VMSpec with its own overlay disk and serial log
+                      (work_dir/NAME.log); from_disk boots from an overlay of boot_disk alone
     session_libvirts  (uri_a, uri_b): two session libvirtds of two unprivileged users, to
                       live-migrate between; started once, stopped at the end of the session
     shared_dir        a fresh directory the session daemons' users can read and write (put a
@@ -113,22 +114,28 @@ class TinyGuest:
 
     kernel: str
     initrd: str
-    disk: str  # base image: each VM gets a qcow2 overlay on it
+    disk: str  # empty; each VM gets a qcow2 overlay on it
     cmdline: str
+    boot_disk: str  # the same guest on a disk that boots by itself (syslinux)
 
     def spec(self, work: Path, name: str, lease_id: int, node: int = 0,
-             memory_mib: int = GUEST_MEMORY_MIB) -> VMSpec:
-        """A VM `name` whose overlay disk and serial log (`work/NAME.log`) are in `work`."""
+             memory_mib: int = GUEST_MEMORY_MIB, from_disk: bool = False) -> VMSpec:
+        """A VM `name` whose overlay disk and serial log (`work/NAME.log`) are in `work`. It
+        boots the kernel directly, or with `from_disk` from an overlay of `boot_disk` alone,
+        as a VM of a cloudctl image does."""
         work.mkdir(parents=True, exist_ok=True)
         overlay = work / f"{name}.qcow2"
         if not overlay.exists():
-            _run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.disk,
-                 str(overlay))
+            _run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                 self.boot_disk if from_disk else self.disk, str(overlay))
         log = work / f"{name}.log"
         log.touch()
         # Readable and writable by whichever daemon's user runs the VM (see SHARED_ROOT).
         os.chmod(overlay, 0o666)
         os.chmod(log, 0o666)
+        if from_disk:
+            return VMSpec(name=name, cpus=1, memory_mib=memory_mib, lease_id=lease_id,
+                          node=node, disk_path=str(overlay), serial_log=str(log))
         return VMSpec(name=name, cpus=1, memory_mib=memory_mib, lease_id=lease_id, node=node,
                       disk_path=str(overlay), serial_log=str(log), kernel=self.kernel,
                       initrd=self.initrd, cmdline=self.cmdline)
@@ -140,7 +147,8 @@ def build_tiny_guest() -> TinyGuest:
     _run("bash", "scripts/build-guest.sh", str(GUEST_DIR))
     return TinyGuest(kernel=str(GUEST_DIR / "vmlinuz"), initrd=str(GUEST_DIR / "initrd.gz"),
                      disk=str(GUEST_DIR / "disk.qcow2"),
-                     cmdline=(GUEST_DIR / "cmdline").read_text().strip())
+                     cmdline=(GUEST_DIR / "cmdline").read_text().strip(),
+                     boot_disk=str(GUEST_DIR / "boot.qcow2"))
 
 
 def make_shared_dir() -> Path:
