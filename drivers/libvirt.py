@@ -386,9 +386,10 @@ class QemuDriver(LibvirtDriver):
 
         operation = f"migrate {name} to {dest_uri}"
         with self._session(mutates=True), self._errors(operation):
+            here_conn = self._connection()  # first: it also silences libvirt's stderr
             dest = libvirt.open(dest_uri)
             try:
-                if _host_uuid(dest) == _host_uuid(self._connection()):
+                if _host_uuid(dest) == _host_uuid(here_conn):
                     # Else the domain "there" would be this very one, and a no-op a lie.
                     raise self._fail(operation, "the destination is this same libvirtd")
                 there = self._lookup_on(dest, name)

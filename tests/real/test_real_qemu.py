@@ -103,3 +103,11 @@ def test_live_migration_between_two_daemons_keeps_the_guest_counting(
         for driver in (source, dest):
             driver.destroy(spec.name)
             driver.close()
+
+
+def test_migrating_to_a_daemon_that_is_not_there_fails_in_one_line(
+        qemu_host: HypervisorDriver, vm_lease: int) -> None:
+    assert isinstance(qemu_host, LiveMigratingDriver)
+    with pytest.raises(BackendError) as err:
+        qemu_host.migrate(f"cloudctl-{vm_lease}-0", "qemu+unix:///session?socket=/nonexistent")
+    assert "\n" not in str(err.value) and str(err.value).startswith("qemu:///system: migrate ")
