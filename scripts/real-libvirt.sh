@@ -122,7 +122,8 @@ start_system() {
     virsh -q -c qemu:///system domcapabilities --virttype qemu >/dev/null
 }
 
-# Stop the daemons whose pid files are given (SIGTERM to all, then wait for each).
+# Stop the daemons whose pid files are given (SIGTERM to all, then wait for each). The daemons
+# remove their pid files themselves; removing them here could remove a successor's.
 stop_pid_files() {
     local file pid pids=() i status=0
     for file in "$@"; do
@@ -139,7 +140,6 @@ stop_pid_files() {
         say "daemon PID $pid did not stop within 10 s"
         status=1
     done
-    if [ "$status" -eq 0 ]; then rm -f "$@"; fi
     return "$status"
 }
 
