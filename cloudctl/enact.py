@@ -22,6 +22,7 @@ from cloudctl.store.records import EventRecord, HostRecord, VMRecord
 
 if TYPE_CHECKING:
     from cloudctl.drivers.base import HypervisorDriver
+    from cloudctl.drivers.storage import LocalStorage
 
 
 class DriverPool:
@@ -39,6 +40,12 @@ class DriverPool:
             driver = open_driver(host.driver, host.uri, self.settings.drivers.get(host.driver))
             self._open[host.name] = driver
         return driver
+
+    def storage(self, host: HostRecord) -> LocalStorage:
+        """Where `host`'s VM disks are made: the local filesystem, shared by local hosts."""
+        from cloudctl.drivers.storage import LocalStorage
+
+        return LocalStorage(self.settings.state_dir)
 
     def close(self) -> None:
         for driver in self._open.values():
@@ -73,6 +80,7 @@ class Enactor:
         self.pool = pool
         self.now = now
         self.saves = settings.state_dir / "saves"
+        self.logs = settings.state_dir / "logs"
 
     # -- reconciliation ------------------------------------------------------------------
 
@@ -168,6 +176,8 @@ class Enactor:
             else:
                 driver.destroy(vm.name)
             self._drop_save(vm)
+            self.pool.storage(host).remove_disk(vm.name, vm.disk_path)
+            vm.disk_path = None
             return "gone"
         if want == "suspended":
             # A memory image already there is a suspend that a killed tick did not record.
@@ -186,10 +196,19 @@ class Enactor:
         from cloudctl.drivers.base import VMSpec
 
         image = images.get(vm.image or "")
+        boot: dict[str, str] = {}
+        if image is not None:
+            # Its path is derived from the VM's name: a disk made by a killed tick is reused,
+            # or removed when the lease ends, even though it was never recorded.
+            vm.disk_path = self.pool.storage(host).disk(vm.name, image)
+            boot = image.boot
+        self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
         driver.create(VMSpec(name=vm.name, cpus=vm.cpus, memory_mib=vm.memory_mib,
-                             lease_id=vm.lease_id, node=vm.node,
-                             disk_path=image.path if image else None,
-                             disk_format=image.format if image else "qcow2"))
+                             lease_id=vm.lease_id, node=vm.node, disk_path=vm.disk_path,
+                             disk_format=image.format if image else "qcow2",
+                             serial_log=str(self.logs / f"{vm.name}.log"),
+                             kernel=boot.get("kernel"), initrd=boot.get("initrd"),
+                             cmdline=boot.get("cmdline")))
         return "running"
 
     def _drop_save(self, vm: VMRecord) -> None:

@@ -6,7 +6,6 @@ A command body in the CLI is: parse, call one method here, render what it return
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 import time
@@ -238,11 +237,12 @@ class Cloud:
             if vm.state != "gone":
                 try:
                     self.pool.get(host).destroy(vm.name)
+                    self.pool.storage(host).remove_disk(vm.name, vm.disk_path)
                 except Exception as error:
                     stopped.append(f"{vm.name}: not stopped ({error})")
                     continue
                 stopped.append(vm.name)
-                vm.state, vm.save_path = "gone", None
+                vm.state, vm.save_path, vm.disk_path = "gone", None, None
                 vm.updated_at = self.clock()
                 with self.store.write():
                     self.store.record_vm_result(vm)
@@ -266,29 +266,40 @@ class Cloud:
 
     # -- images ----------------------------------------------------------------------------
 
-    def add_image(self, name: str, path: Path, fmt: str | None) -> ImageRecord:
+    def add_image(self, name: str, path: Path, fmt: str | None, link: bool = False,
+                  kernel: Path | None = None, initrd: Path | None = None,
+                  cmdline: str | None = None) -> ImageRecord:
+        """Copy (or link) the image, and a kernel and initrd to boot it with, into the
+        repository; recorded only once every file is in place."""
+        from cloudctl.drivers.storage import import_file, import_image
+
         check_name("image", name)
-        path = path.expanduser().absolute()
-        if not path.is_file():
-            raise InvalidInput(f"--path {path}: no such file")
-        with open(path, "rb") as f:
-            head = f.read(4)
-        detected = "qcow2" if head == b"QFI\xfb" else "raw"
-        fmt = fmt or detected
-        if fmt not in ("qcow2", "raw"):
-            raise InvalidInput(f"--format must be qcow2 or raw, got {fmt!r}")
-        if fmt == "qcow2" and detected != "qcow2":
-            raise InvalidInput(f"{path} is not a qcow2 image (no QFI magic)")
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        image = ImageRecord(name, str(path), fmt, path.stat().st_size, digest.hexdigest(),
-                            added_at=self.clock())
+        if (initrd or cmdline) and not kernel:
+            raise InvalidInput("--initrd and --cmdline need --kernel")
+        with self.store.read():
+            if any(i.name == name for i in self.store.images()):
+                raise Conflict(f"an image named {name!r} already exists")
+        boot_files = {key: file.expanduser().absolute()
+                      for key, file in (("kernel", kernel), ("initrd", initrd)) if file}
+        for key, file in boot_files.items():
+            if not file.is_file():
+                raise InvalidInput(f"--{key} {file}: no such file")
+        repository = self.settings.state_dir / "images"
+        source = path.expanduser().absolute()
+        imported = import_image(source, repository, name, fmt, link)
+        boot = {key: str(import_file(file, repository, f"{name}.{key}", link)[0])
+                for key, file in boot_files.items()}
+        if cmdline:
+            boot["cmdline"] = cmdline
+        image = ImageRecord(name, imported.path, imported.format, imported.size_bytes,
+                            imported.sha256, added_at=self.clock(), boot=boot,
+                            source=str(source))
+        how = "linked" if link else "copied"
         with self.store.write():
             self.store.add_image(image)
-            self.store.add_events([EventRecord(image.added_at, f"image {name}", None, "added",
-                                               f"{fmt}, {image.size_bytes} bytes from {path}")])
+            self.store.add_events([EventRecord(
+                image.added_at, f"image {name}", None, "added",
+                f"{image.format}, {image.size_bytes} bytes {how} from {source}")])
         return image
 
     def images(self) -> list[ImageRecord]:
@@ -300,6 +311,9 @@ class Cloud:
             return self.store.image(name)
 
     def remove_image(self, name: str) -> ImageRecord:
+        """Forget an image and delete its repository files (a linked original is kept)."""
+        from cloudctl.drivers.storage import remove_files
+
         with self.store.write():
             image = self.store.image(name)
             users = self.store.image_in_use(name)
@@ -309,7 +323,33 @@ class Cloud:
             self.store.remove_image(name)
             self.store.add_events([EventRecord(self.clock(), f"image {name}", "added",
                                                "removed", "removed by user")])
+        repository = self.settings.state_dir / "images"
+        remove_files(*(p for p in (image.path, *image.boot.values())
+                       if Path(p).parent == repository))
         return image
+
+    def image_stats(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Per image and host: transfers planned against measured, and cache reuse."""
+        with self.store.read():
+            if name is not None:
+                self.store.image(name)
+            transfers = self.store.transfers(name)
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for t in transfers:
+            row = rows.setdefault((t.image, t.host), {
+                "image": t.image, "host": t.host, "transfers": 0, "reused": 0, "bytes": 0,
+                "planned_s": 0.0, "actual_s": 0.0})
+            if t.reused:
+                row["reused"] += 1
+                continue
+            row["transfers"] += 1
+            row["bytes"] += t.bytes
+            row["planned_s"] += t.planned_s
+            row["actual_s"] += t.actual_s
+        for row in rows.values():
+            row["planned_s"] = round(row["planned_s"], 3)
+            row["actual_s"] = round(row["actual_s"], 3)
+        return list(rows.values())
 
     # -- leases ----------------------------------------------------------------------------
 

@@ -65,7 +65,7 @@ def test_init_is_idempotent_and_private(tmp_path: Path, monkeypatch: pytest.Monk
     c = Cli(tmp_path, monkeypatch)
     first = c.json("init")
     assert first["created"]
-    assert first["migrations_applied"] == ["0001-initial", "0002-vm-old-host"]
+    assert first["migrations_applied"] == ["0001-initial", "0002-vm-old-host", "0003-storage"]
     assert first["config_created"]
     again = c.json("init")
     assert not again["created"] and again["migrations_applied"] == []
@@ -84,7 +84,7 @@ def test_commands_before_init_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_db_status_and_migrate(cli: Cli) -> None:
     status = cli.json("db", "status")
-    assert [m["name"] for m in status["applied"]] == ["0001-initial", "0002-vm-old-host"]
+    assert [m["name"] for m in status["applied"]] == ["0001-initial", "0002-vm-old-host", "0003-storage"]
     assert status["pending"] == [] and status["counts"]["hosts"] == 2
     assert cli.json("db", "migrate") == {"applied": []}
     assert "applied: 0001-initial" in cli("db", "status").stdout

@@ -22,7 +22,8 @@ def _json(vm: Any) -> dict[str, Any]:
             "host": vm.host, "state": vm.state, "want": vm.want, "cpus": vm.cpus,
             "memory_mib": vm.memory_mib, "image": vm.image, "error": vm.error or None,
             "attempts": vm.attempts, "retry_at": iso(vm.retry_at),
-            "save_path": vm.save_path, "updated": iso(vm.updated_at)}
+            "save_path": vm.save_path, "disk_path": vm.disk_path,
+            "updated": iso(vm.updated_at)}
 
 
 @app.command("list")
