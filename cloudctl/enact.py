@@ -65,11 +65,14 @@ class EnactReport:
     unowned: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
+    lost_hosts: dict[str, str] = field(default_factory=dict)  # host -> why it is in error
+    recovered_hosts: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"done": self.done, "failed": self.failed, "waiting": self.waiting,
                 "failed_leases": sorted(self.exhausted), "unowned": self.unowned,
-                "missing": self.missing, "unreachable": self.unreachable}
+                "missing": self.missing, "unreachable": self.unreachable,
+                "hosts_lost": sorted(self.lost_hosts), "hosts_back": self.recovered_hosts}
 
 
 class Enactor:
@@ -96,13 +99,15 @@ class Enactor:
                 by_host.setdefault(vm.host, {})[vm.name] = vm
         known = {vm.name for vm in vms}
         for host in hosts:
-            if host.status != "ok":
-                continue
             try:
                 domains = self.pool.get(host).list_vms()
             except CloudctlError as error:
                 report.unreachable.append(f"{host.name}: {error}")
+                if host.status == "ok":
+                    report.lost_hosts[host.name] = f"host {host.name} stopped answering: {error}"
                 continue
+            if host.status != "ok":
+                report.recovered_hosts.append(host.name)
             mine = by_host.get(host.name, {})
             for name, vm in mine.items():
                 self._reconcile_vm(vm, domains.get(name), report)
@@ -144,17 +149,26 @@ class Enactor:
                 continue
             if vm.old_host is not None:
                 moved_from, old = vm.old_host, hosts.get(vm.old_host)
-                try:
-                    if old is not None:
-                        self.pool.get(old).destroy(vm.name)
-                except CloudctlError as error:
-                    self._failed(vm, vm.state, error, report)
-                    continue
-                vm.old_host = None
-                if vm.state == vm.want:
-                    self._done(vm, vm.state, f"left {moved_from}", report)
-                    continue
+                if old is not None and old.status != "ok":
+                    # Fenced: what is left of it there is destroyed when the host is back.
+                    report.waiting.append(f"{vm.name}: left on {old.name}, which is in error")
+                    if vm.state == vm.want:
+                        continue
+                else:
+                    try:
+                        if old is not None:
+                            self.pool.get(old).destroy(vm.name)
+                    except CloudctlError as error:
+                        self._failed(vm, vm.state, error, report)
+                        continue
+                    vm.old_host = None
+                    if vm.state == vm.want:
+                        self._done(vm, vm.state, f"left {moved_from}", report)
+                        continue
             host = hosts.get(vm.host or "")
+            if host is not None and host.status != "ok":
+                report.waiting.append(f"{vm.name}: to be {vm.want}; {host.name} is in error")
+                continue
             if host is None:
                 if vm.want == "gone":
                     self._done(vm, "gone", "its host is gone", report)

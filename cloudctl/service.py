@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloudctl.config import DEFAULT_CONFIG, Settings
 from cloudctl.enact import DriverPool, Enactor, EnactReport
-from cloudctl.errors import Conflict, InvalidInput, Unsatisfiable
+from cloudctl.errors import CloudctlError, Conflict, InvalidInput, Unsatisfiable
 from cloudctl.store.db import Store
 from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, LeaseRecord, VMRecord
 
@@ -167,12 +167,34 @@ class Cloud:
                                                f"added ({driver} {uri})")])
         return host
 
-    def hosts(self) -> list[dict[str, Any]]:
+    def hosts(self, probe: bool = False) -> list[dict[str, Any]]:
         with self.store.read():
             hosts = self.store.hosts()
             vms = self.store.vms(live=True)
             leases = self.store.leases(live=True)
-        return [self._host_view(h, vms, leases) for h in hosts]
+        views = [self._host_view(h, vms, leases) for h in hosts]
+        if probe and hosts:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # Asked in parallel: one slow hypervisor must not hold up the whole list.
+            with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
+                for view, found in zip(views, pool.map(self._probe, hosts)):
+                    view["hypervisor"] = found
+        return views
+
+    def _probe(self, host: HostRecord) -> dict[str, Any]:
+        """What the host's hypervisor reports now; a dead host is shown, not raised."""
+        from cloudctl.drivers.registry import open_driver
+
+        driver = open_driver(host.driver, host.uri, self.settings.drivers.get(host.driver))
+        try:
+            info = driver.host_info()
+            return {"cpus": info.cpus, "memory_mib": info.memory_mib,
+                    "free_memory_mib": info.free_memory_mib, "running_vms": info.running_vms}
+        except CloudctlError as error:
+            return {"error": str(error)}
+        finally:
+            driver.close()
 
     def _host_view(self, host: HostRecord, vms: list[VMRecord],
                    leases: list[LeaseRecord]) -> dict[str, Any]:
@@ -198,13 +220,7 @@ class Cloud:
         view["vms"] = [vm.name for vm in vms if vm.host == name]
         view["events"] = [_event(e) for e in events]
         if probe:
-            try:
-                info = self.pool.get(host).host_info()
-                view["hypervisor"] = {"cpus": info.cpus, "memory_mib": info.memory_mib,
-                                      "free_memory_mib": info.free_memory_mib,
-                                      "running_vms": info.running_vms}
-            except Exception as error:  # a dead host is something to show, not to crash on
-                view["hypervisor"] = {"error": str(error)}
+            view["hypervisor"] = self._probe(host)
         return view
 
     def set_host_enabled(self, name: str, enabled: bool) -> HostRecord:
@@ -220,14 +236,38 @@ class Cloud:
                     s.settle()  # queued leases may fit now
         return host
 
+    def _host_users(self, name: str) -> list[int]:
+        """Live leases placed on the host, or suspended with their memory there."""
+        return sorted({lease.id for lease in self.store.leases(live=True)
+                       if name in lease.hosts or name in lease.history.get("last_hosts", [])})
+
+    def _host_status(self, s: Session, lost: dict[str, str], back: list[str]) -> None:
+        """Hosts that stopped answering go into error and their leases are handled like a
+        drain (best-effort re-queued, AR re-placed or failed); hosts that answer again are
+        back in service."""
+        assert s.scheduler is not None
+        for name, reason in lost.items():
+            host = self.store.host(name)
+            host.status, host.status_reason = "error", reason
+            self.store.update_host(host)
+            s.events.append(EventRecord(s.now, f"host {name}", "ok", "error", reason))
+            s.scheduler.table.set_enabled(s.names.index(name), False)
+            for lease_id in self._host_users(name):
+                s.scheduler.evict(lease_id, s.now, f"host {name} in error")
+        for name in back:
+            host = self.store.host(name)
+            host.status, host.status_reason = "ok", ""
+            self.store.update_host(host)
+            s.events.append(EventRecord(s.now, f"host {name}", "error", "ok", "answers again"))
+            s.scheduler.table.set_enabled(s.names.index(name), host.enabled)
+        s.settle()
+
     def remove_host(self, name: str, force: bool) -> dict[str, Any]:
         """Refuse while leases use the host; with force, drain it first: its VMs are stopped
         and its leases re-queued (best-effort) or re-placed / failed (AR, IM)."""
         with self.store.read():
             host = self.store.host(name)
-            users = sorted({lease.id for lease in self.store.leases(live=True)
-                            if name in lease.hosts
-                            or name in lease.history.get("last_hosts", [])})
+            users = self._host_users(name)
             vms = self.store.vms(host=name, live=True)
         if users and not force:
             raise Conflict(f"host {name} has live lease(s) {', '.join(map(str, users))}; "
@@ -601,6 +641,10 @@ class Cloud:
             enactor = Enactor(self.store, self.settings, self.pool, lambda: now)
             report = EnactReport()
             enactor.reconcile(report)
+            if report.lost_hosts or report.recovered_hosts:
+                with self._session() as s:
+                    self._host_status(s, report.lost_hosts, report.recovered_hosts)
+                    records += [s.record(lease) for lease in s.save()]
             enactor.enact(report)
             if report.exhausted:
                 with self._session() as s:

@@ -121,3 +121,41 @@ def test_image_stats_start_empty(cli: Cli, tmp_path: Path) -> None:
     cli("image", "add", "base", "--path", qcow2(tmp_path / "base.qcow2"))
     assert cli.json("image", "stats") == []
     cli("image", "stats", "nope", code=3)
+
+
+def test_host_that_stops_answering_is_in_error_and_its_leases_move(cli: Cli) -> None:
+    be = cli.json("lease", "request", "--type", "be", "--duration", "3h", "--cpus", 4,
+                  "--memory", 4096)
+    ar = cli.json("lease", "request", "--type", "ar", "--start", "2026-11-23T15:00:00Z",
+                  "--duration", "1h", "--nodes", 2, "--cpus", 3, "--memory", 2048)
+    cli("tick")
+    lost = be["hosts"][0]
+    assert lost in ar["hosts"]
+    listed = {h["name"]: h for h in cli.json("host", "list")}
+    assert listed[lost]["hypervisor"] == {"cpus": 4, "memory_mib": 8192,
+                                          "free_memory_mib": 4096, "running_vms": 1}
+    node = Path(cli.env["CLOUDCTL_DB"]).with_suffix(".d") / "hosts" / f"{lost}.xml"
+    hidden = node.with_suffix(".away")
+    node.rename(hidden)
+    cli.at("2026-11-23T13:10:00Z")
+    assert "unreachable" in cli("host", "list").stdout
+    tick = cli.json("tick")
+    assert tick["hosts_lost"] == [lost]
+    host = cli.json("host", "show", lost)
+    assert host["status"] == "error" and "stopped answering" in host["status_reason"]
+    moved = cli.json("lease", "show", be["id"])
+    other = "node-2" if lost == "node-1" else "node-1"
+    assert moved["state"] == "active" and moved["hosts"] == [other]
+    assert any(f"host {lost} in error; requeued" in e["reason"] for e in moved["events"])
+    failed = cli.json("lease", "show", ar["id"])  # two nodes no longer fit on one host
+    assert failed["state"] == "fail"
+    assert failed["reason"].startswith(f"host {lost} in error; no other host free for")
+    vm = cli.json("vm", "show", f"cloudctl-{be['id']}-0")
+    assert vm["state"] == "running" and vm["host"] == other
+    # The host answers again: back in service, and what was left on it is destroyed.
+    hidden.rename(node)
+    cli.at("2026-11-23T13:20:00Z")
+    assert cli.json("tick")["hosts_back"] == [lost]
+    assert cli.json("host", "show", lost)["status"] == "ok"
+    assert f"cloudctl-{be['id']}-0" not in node.read_text()
+    assert cli.json("host", "show", lost)["hypervisor"]["running_vms"] == 0

@@ -68,14 +68,34 @@ def add(
     emit_one(_json(view), fmt, [(k, k) for k, _ in COLUMNS], quiet=quiet, key="name")
 
 
+Probe = Annotated[bool, typer.Option(
+    "--probe/--no-probe", help="Ask each host's hypervisor for its free memory and running "
+                               "VMs (in parallel); --no-probe reads the store only.")]
+
+
 @app.command("list")
-def list_(ctx: typer.Context, output: Output = None, as_json: Json = False,
-          quiet: Quiet = False) -> None:
-    """Every host with what runs on it now (from the store)."""
+def list_(ctx: typer.Context, probe: Probe = True, output: Output = None,
+          as_json: Json = False, quiet: Quiet = False) -> None:
+    """Every host: what the schedule has on it (from the store) and, unless --no-probe, what
+    its hypervisor reports now (`hypervisor` in JSON: free_memory_mib, running_vms, or the
+    error). A host in error is one that stopped answering a tick; it is back once it
+    answers again."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        views = c.hosts()
-    emit([_json(v) for v in views], COLUMNS, fmt, quiet, key="name")
+        views = c.hosts(probe=probe and not quiet)
+    rows = [_json(v) for v in views]
+    # JSON keeps the hypervisor's answer as one object; CSV and tables get flat columns.
+    table_rows = [{**row, **_hv_columns(row.get("hypervisor"))} for row in rows]
+    columns = COLUMNS + ([("hv_free", "HV FREE MiB"), ("hv_vms", "HV VMS")] if probe else [])
+    emit(rows if fmt == "json" else table_rows, columns, fmt, quiet, key="name")
+
+
+def _hv_columns(found: dict[str, Any] | None) -> dict[str, Any]:
+    if not found:
+        return {"hv_free": "", "hv_vms": ""}
+    if "error" in found:
+        return {"hv_free": "unreachable", "hv_vms": ""}
+    return {"hv_free": found["free_memory_mib"], "hv_vms": found["running_vms"]}
 
 
 @app.command("show")
