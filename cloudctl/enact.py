@@ -18,10 +18,20 @@ from typing import TYPE_CHECKING, Any
 from cloudctl.config import Settings
 from cloudctl.errors import BackendError, CloudctlError
 from cloudctl.store.db import Store
-from cloudctl.store.records import EventRecord, HostRecord, VMRecord
+from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, VMRecord
 
 if TYPE_CHECKING:
-    from cloudctl.drivers.base import HypervisorDriver
+    from cloudctl.drivers.base import HypervisorDriver, VMSpec
+
+
+def vm_spec(vm: VMRecord, image: ImageRecord | None) -> VMSpec:
+    """What a driver is asked to create for `vm` (booting `image`, if any); `vm export`
+    shows the same."""
+    from cloudctl.drivers.base import VMSpec
+
+    return VMSpec(name=vm.name, cpus=vm.cpus, memory_mib=vm.memory_mib, lease_id=vm.lease_id,
+                  node=vm.node, disk_path=image.path if image else None,
+                  disk_format=image.format if image else "qcow2")
 
 
 class DriverPool:
@@ -183,13 +193,7 @@ class Enactor:
             driver.resume(vm.name, vm.save_path)
             self._drop_save(vm)
             return "running"
-        from cloudctl.drivers.base import VMSpec
-
-        image = images.get(vm.image or "")
-        driver.create(VMSpec(name=vm.name, cpus=vm.cpus, memory_mib=vm.memory_mib,
-                             lease_id=vm.lease_id, node=vm.node,
-                             disk_path=image.path if image else None,
-                             disk_format=image.format if image else "qcow2"))
+        driver.create(vm_spec(vm, images.get(vm.image or "")))
         return "running"
 
     def _drop_save(self, vm: VMRecord) -> None:

@@ -8,23 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cloudctl.enact import vm_spec
 from cloudctl.errors import Conflict, InvalidInput
-from cloudctl.store.records import ImageRecord, VMRecord
 
 if TYPE_CHECKING:
-    from cloudctl.drivers.base import VMSpec
     from cloudctl.service import Cloud
 
 FORMATS = ("xl", "xml")
-
-
-def vm_spec(vm: VMRecord, image: ImageRecord | None) -> VMSpec:
-    """The spec enactment asks a driver to create for `vm` (booting `image`, if any)."""
-    from cloudctl.drivers.base import VMSpec
-
-    return VMSpec(name=vm.name, cpus=vm.cpus, memory_mib=vm.memory_mib, lease_id=vm.lease_id,
-                  node=vm.node, disk_path=image.path if image else None,
-                  disk_format=image.format if image else "qcow2")
 
 
 def export_vm(cloud: Cloud, key: str, fmt: str) -> str:

@@ -78,7 +78,7 @@ def xen_domain_xml(spec: VMSpec, guest: str, bridge: str = DEFAULT_BRIDGE) -> st
 class XenGuests:
     """Mixed into a libvirt driver: Xen domain XML, PV or HVM from the `guest` option."""
 
-    name = "xen"
+    name: str
     known_options = frozenset({"guest", "bridge"})
     domain_type = "xen"
     options: dict[str, object]
@@ -106,6 +106,5 @@ class XenDriver(XenGuests, LibvirtDriver):
 class XenTestDriver(XenGuests, TestDriver):
     """Xen domain XML on libvirt's test driver, persisted in its node file like `test`."""
 
-    __test__ = False
+    __test__ = False  # not a pytest class, whatever its name says
     name = "xen-test"
-    capabilities = TestDriver.capabilities

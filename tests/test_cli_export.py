@@ -8,10 +8,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from cloudctl.drivers.xlcfg import parse
 from typer.testing import CliRunner
 
 from cloudctl.cli.app import app
-from cloudctl.drivers.xlcfg import parse
 
 T0 = "2026-11-23T13:00:00Z"
 runner = CliRunner()

@@ -8,8 +8,12 @@ from pathlib import Path
 import pytest
 from cloudctl.drivers.base import VMSpec
 from cloudctl.drivers.xlcfg import XlConfig, load, parse, write
-from cloudctl.drivers.xlconvert import parse_disk, template_from_config, template_from_xl, \
-    xl_from_spec
+from cloudctl.drivers.xlconvert import (
+    parse_disk,
+    template_from_config,
+    template_from_xl,
+    xl_from_spec,
+)
 from test_domain_schema import BARE, FULL
 
 from cloudctl.errors import InvalidInput
