@@ -102,3 +102,12 @@ def test_xen_test_keeps_xen_domains_in_its_node_file(tmp_path: Path) -> None:
     # A later process (a new driver) sees it running.
     with registry.open_driver("xen-test", uri, {"guest": "hvm"}) as drv:
         assert drv.list_vms() == {FULL.name: VMState.RUNNING}
+
+
+def test_pyproject_registers_the_builtins_exactly_as_the_registry_knows_them() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    table = tomllib.loads(pyproject.read_text())["project"]["entry-points"][registry.GROUP]
+    assert table == registry.BUILTIN
+    assert table["xen"] == "cloudctl.drivers.xen:XenDriver"
+    assert table["xen-test"] == "cloudctl.drivers.xen:XenTestDriver"
