@@ -18,11 +18,25 @@ from typing import TYPE_CHECKING, Any
 from cloudctl.config import Settings
 from cloudctl.errors import BackendError, CloudctlError
 from cloudctl.store.db import Store
-from cloudctl.store.records import EventRecord, HostRecord, VMRecord
+from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, VMRecord
 
 if TYPE_CHECKING:
-    from cloudctl.drivers.base import HypervisorDriver
+    from cloudctl.drivers.base import HypervisorDriver, VMSpec
     from cloudctl.drivers.storage import LocalStorage
+
+
+def vm_spec(vm: VMRecord, image: ImageRecord | None, logs: Path | None = None) -> VMSpec:
+    """What a driver is asked to create for `vm` (its own disk made from `image`, if any, and
+    the image's kernel); `vm export` shows the same."""
+    from cloudctl.drivers.base import VMSpec
+
+    boot = image.boot if image is not None else {}
+    return VMSpec(name=vm.name, cpus=vm.cpus, memory_mib=vm.memory_mib, lease_id=vm.lease_id,
+                  node=vm.node, disk_path=vm.disk_path if image is not None else None,
+                  disk_format=image.format if image is not None else "qcow2",
+                  serial_log=str(logs / f"{vm.name}.log") if logs is not None else None,
+                  kernel=boot.get("kernel"), initrd=boot.get("initrd"),
+                  cmdline=boot.get("cmdline"))
 
 
 class DriverPool:
@@ -207,22 +221,13 @@ class Enactor:
             driver.resume(vm.name, vm.save_path)
             self._drop_save(vm)
             return "running"
-        from cloudctl.drivers.base import VMSpec
-
         image = images.get(vm.image or "")
-        boot: dict[str, str] = {}
         if image is not None:
             # Its path is derived from the VM's name: a disk made by a killed tick is reused,
             # or removed when the lease ends, even though it was never recorded.
             vm.disk_path = self.pool.storage(host).disk(vm.name, image)
-            boot = image.boot
         self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
-        driver.create(VMSpec(name=vm.name, cpus=vm.cpus, memory_mib=vm.memory_mib,
-                             lease_id=vm.lease_id, node=vm.node, disk_path=vm.disk_path,
-                             disk_format=image.format if image else "qcow2",
-                             serial_log=str(self.logs / f"{vm.name}.log"),
-                             kernel=boot.get("kernel"), initrd=boot.get("initrd"),
-                             cmdline=boot.get("cmdline")))
+        driver.create(vm_spec(vm, image, self.logs))
         return "running"
 
     def _drop_save(self, vm: VMRecord) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from cloudctl.cli.common import Json, Output, Quiet, cloud, emit, emit_one, output_format
+from cloudctl.cli.common import Json, Output, Quiet, cloud, emit, emit_one, output_format, say
 
-app = typer.Typer(help="List and show VMs.", no_args_is_help=True)
+app = typer.Typer(help="List, show and export VMs.", no_args_is_help=True)
 COLUMNS = [("name", "NAME"), ("lease", "LEASE"), ("node", "NODE"), ("host", "HOST"),
            ("state", "STATE"), ("want", "WANTS"), ("cpus", "CPUS"),
            ("memory_mib", "MEM MiB"), ("error", "ERROR")]
@@ -68,3 +69,31 @@ def show(ctx: typer.Context,
 
     emit_one(data, fmt, COLUMNS + [("attempts", "ATTEMPTS"), ("retry_at", "RETRY AT")],
              key="name", extra=story)
+
+
+@app.command("export")
+def export(ctx: typer.Context,
+           vm: Annotated[str, typer.Argument(metavar="NAME|ID", help="The VM's name or ID.",
+                                             show_default=False)],
+           fmt: Annotated[str, typer.Option(
+               "--format", metavar="xl|xml", show_default=False,
+               help="xl: a Xen xl.cfg file (PV unless its Xen host's driver says hvm); "
+                    "xml: the libvirt domain XML its host's driver defines.")],
+           output: Annotated[Path | None, typer.Option(
+               "--output", metavar="FILE", show_default=False,
+               help="Write to FILE instead of stdout.")] = None) -> None:
+    """A VM's definition as an xl.cfg file or libvirt domain XML."""
+    from cloudctl.errors import InvalidInput
+    from cloudctl.export import export_vm
+
+    with cloud(ctx) as c:
+        text = export_vm(c, vm, fmt)
+    text = text if text.endswith("\n") else text + "\n"  # domain XML comes without one
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
+    say(f"wrote {output}")
