@@ -391,6 +391,26 @@ class Cloud:
             row["actual_s"] = round(row["actual_s"], 3)
         return list(rows.values())
 
+    def template_defaults(self, path: Path, find_image: bool = True) -> dict[str, Any]:
+        """Lease defaults from a Xen xl.cfg: cpus, memory, name, and the registered image
+        whose file (or original) is the template's first disk."""
+        from cloudctl.drivers.xlconvert import template_from_xl
+
+        template = template_from_xl(str(path))
+        found: dict[str, Any] = {"cpus": template["cpus"], "memory_mib": template["memory_mib"],
+                                 "name": template.get("name")}
+        disks = [d["path"] for d in template.get("disks", []) if d.get("path")]
+        if disks and find_image:
+            with self.store.read():
+                images = self.store.images()
+            wanted = os.path.abspath(disks[0])
+            match = [i.name for i in images if wanted in (i.path, i.source)]
+            if not match:
+                raise InvalidInput(f"--template {path}: its disk {disks[0]} is not a registered "
+                                   "image (add it with 'cloudctl image add', or give --image)")
+            found["image"] = match[0]
+        return found
+
     # -- leases ----------------------------------------------------------------------------
 
     def _request(self, spec: LeaseSpec, lease_id: int, now: int) -> LeaseRequest:

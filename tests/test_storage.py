@@ -159,3 +159,25 @@ def test_host_that_stops_answering_is_in_error_and_its_leases_move(cli: Cli) -> 
     assert cli.json("host", "show", lost)["status"] == "ok"
     assert f"cloudctl-{be['id']}-0" not in node.read_text()
     assert cli.json("host", "show", lost)["hypervisor"]["running_vms"] == 0
+
+
+def test_lease_from_an_xl_cfg_template(cli: Cli, tmp_path: Path) -> None:
+    source = qcow2(tmp_path / "web.qcow2")
+    cli("image", "add", "web", "--path", source)
+    template = tmp_path / "web.cfg"
+    template.write_text(f'# a web server\nname = "web"\ntype = "pv"\nvcpus = 2\nmemory = 2048\n'
+                        f'disk = [ "format=qcow2, vdev=xvda, access=rw, target={source}" ]\n')
+    lease = cli.json("lease", "request", "--type", "be", "--duration", "1h",
+                     "--template", template)
+    assert (lease["cpus"], lease["memory_mib"], lease["image"], lease["name"]) == \
+        (2, 2048, "web", "web")
+    flags = cli.json("lease", "request", "--type", "be", "--duration", "1h", "--template",
+                     template, "--cpus", 1, "--name", "small")
+    assert (flags["cpus"], flags["memory_mib"], flags["name"]) == (1, 2048, "small")
+    template.write_text('vcpus = 1\nmemory = 512\ndisk = [ "/srv/unknown.img,raw,xvda,rw" ]\n')
+    error = cli("lease", "request", "--type", "be", "--duration", "1h", "--template", template,
+                code=2).stderr
+    assert "not a registered image" in error
+    template.write_text("vcpus = \n")
+    assert "line 1" in cli("lease", "request", "--type", "be", "--duration", "1h",
+                           "--template", template, code=2).stderr
