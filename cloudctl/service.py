@@ -595,6 +595,73 @@ class Cloud:
             vm = self.store.vm(key)
             return vm, self.store.events([f"vm {vm.name}"])
 
+    def migrate_vm(self, key: str, to: str, live: bool) -> dict[str, Any]:
+        """Move a running VM to host `to`: live (the guest keeps running) or cold (saved to
+        a memory image, restored there). The schedule and the hypervisors change together:
+        the store's transaction is held across the move and rolled back if it fails."""
+        from cloudctl.drivers.registry import driver_class
+
+        with self.store.read():
+            vm = self.store.vm(key)
+            source = self.store.host(vm.host) if vm.host else None
+            dest = self.store.host(to)
+        if source is None or vm.state != "running" or vm.want != "running":
+            raise Conflict(f"vm {vm.name} is {vm.state}; only a running VM can be migrated")
+        ability = "live-migration" if live else "cold-migration"
+        for host in (source, dest):
+            if ability not in driver_class(host.driver).capabilities:
+                hint = "; without --live it moves cold" if live and "cold-migration" in \
+                    driver_class(host.driver).capabilities else ""
+                raise InvalidInput(f"host {host.name} ({host.driver} driver) cannot do "
+                                   f"{ability}{hint}")
+        if source.driver != dest.driver:
+            raise InvalidInput(f"cannot migrate from a {source.driver} host to a {dest.driver} "
+                               "host")
+        how = "live" if live else "cold"
+        started = time.monotonic()
+        try:
+            with self._session() as s:
+                scheduler = self._need_hosts(s)
+                refused = scheduler.relocate(vm.lease_id, vm.node, s.names.index(to), s.now)
+                if refused:
+                    raise Unsatisfiable(f"vm {vm.name} cannot move to {to}: {refused}")
+                self._move_domain(vm.name, source, dest, live)
+                vm.host, vm.old_host, vm.updated_at = to, None, s.now
+                self.store.save_vm(vm)
+                s.events.append(EventRecord(s.now, f"vm {vm.name}", "running", "running",
+                                            f"migrated ({how}) from {source.name} to {to}"))
+        except CloudctlError as error:
+            if isinstance(error, Unsatisfiable):
+                raise
+            with self.store.write():
+                self.store.add_events([EventRecord(self.clock(), f"vm {vm.name}", None, None,
+                                                   f"{how} migration to {to} failed, still on "
+                                                   f"{source.name}: {error}")])
+            raise
+        return {"vm": vm.name, "lease": vm.lease_id, "from": source.name, "to": to,
+                "live": live, "seconds": round(time.monotonic() - started, 3)}
+
+    def _move_domain(self, name: str, source: HostRecord, dest: HostRecord,
+                     live: bool) -> None:
+        src, dst = self.pool.get(source), self.pool.get(dest)
+        if live:
+            src.migrate(name, dest.uri, live=True)  # type: ignore[attr-defined]
+            return
+        saves = self.settings.state_dir / "saves"
+        saves.mkdir(parents=True, exist_ok=True, mode=0o700)
+        image = str(saves / f"{name}.migrate")
+        try:
+            src.suspend(name, image)
+            try:
+                dst.resume(name, image)
+            except CloudctlError:
+                src.resume(name, image)  # back where it was, still alive
+                raise
+            src.destroy(name)  # its definition; the guest now runs on dest
+        finally:
+            if os.path.exists(image):
+                os.unlink(image)
+
     def schedule(self, start: int | None, end: int | None) -> dict[str, Any]:
         """Every reservation and past run overlapping [start, end), host by host."""
         now = self.clock()

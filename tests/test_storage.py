@@ -181,3 +181,48 @@ def test_lease_from_an_xl_cfg_template(cli: Cli, tmp_path: Path) -> None:
     template.write_text("vcpus = \n")
     assert "line 1" in cli("lease", "request", "--type", "be", "--duration", "1h",
                            "--template", template, code=2).stderr
+
+
+def test_vm_migrate_cold_between_test_hosts(cli: Cli, tmp_path: Path) -> None:
+    cli("image", "add", "base", "--path", qcow2(tmp_path / "base.qcow2"))
+    lease = cli.json("lease", "request", "--type", "im", "--duration", "2h", "--cpus", 2,
+                     "--memory", 2048, "--image", "base")
+    filler = cli.json("lease", "request", "--type", "im", "--duration", "1h", "--cpus", 4,
+                      "--memory", 1024)
+    assert (lease["hosts"], filler["hosts"]) == (["node-1"], ["node-2"])
+    cli("tick")
+    vm = f"cloudctl-{lease['id']}-0"
+    disk = cli.json("vm", "show", vm)["disk_path"]
+    error = cli("vm", "migrate", vm, "node-2", code=6).stderr
+    assert "cannot move to node-2" in error and "cpu" in error
+    assert "without --live it moves cold" in cli("vm", "migrate", vm, "node-2", "--live",
+                                                 code=2).stderr
+    cli.at("2026-11-23T14:00:00Z")("tick")  # the filler is done: node-2 is free
+    hosts_dir = Path(cli.env["CLOUDCTL_DB"]).with_suffix(".d") / "hosts"
+    node2 = hosts_dir / "node-2.xml"
+    node2.rename(node2.with_suffix(".away"))
+    assert "no node file" in cli("vm", "migrate", vm, "node-2", code=5).stderr
+    node2.with_suffix(".away").rename(node2)
+    still = cli.json("vm", "show", vm)
+    assert still["host"] == "node-1" and still["state"] == "running"
+    assert "cold migration to node-2 failed, still on node-1" in still["events"][-1]["reason"]
+    assert cli.json("lease", "show", lease["id"])["hosts"] == ["node-1"]
+    assert vm in (hosts_dir / "node-1.xml").read_text()
+
+    moved = cli.json("vm", "migrate", vm, "node-2")
+    assert (moved["from"], moved["to"], moved["live"]) == ("node-1", "node-2", False)
+    assert vm not in (hosts_dir / "node-1.xml").read_text()
+    assert vm in node2.read_text()
+    shown = cli.json("lease", "show", lease["id"])
+    assert shown["hosts"] == ["node-2"] and "migrated from node-1 to node-2" in shown["reason"]
+    assert cli.json("vm", "show", vm)["disk_path"] == disk and Path(disk).exists()
+    assert not list((hosts_dir.parent / "saves").glob("*"))
+    tick = cli.json("tick")
+    assert tick["missing"] == [] and tick["failed"] == [] and tick["unowned"] == []
+    # The schedule counts it on node-2 now: a 4-CPU lease no longer fits there.
+    late = cli.json("lease", "request", "--type", "im", "--duration", "10m", "--cpus", 4,
+                    "--memory", 1024)
+    assert late["hosts"] == ["node-1"]
+    cli("vm", "migrate", "cloudctl-99-0", "node-1", code=3)
+    cli("lease", "cancel", lease["id"])
+    assert "only a running VM" in cli("vm", "migrate", vm, "node-1", code=4).stderr

@@ -10,7 +10,7 @@ import typer
 
 from cloudctl.cli.common import Json, Output, Quiet, cloud, emit, emit_one, output_format, say
 
-app = typer.Typer(help="List, show and export VMs.", no_args_is_help=True)
+app = typer.Typer(help="List, show, export and migrate VMs.", no_args_is_help=True)
 COLUMNS = [("name", "NAME"), ("lease", "LEASE"), ("node", "NODE"), ("host", "HOST"),
            ("state", "STATE"), ("want", "WANTS"), ("cpus", "CPUS"),
            ("memory_mib", "MEM MiB"), ("error", "ERROR")]
@@ -97,3 +97,27 @@ def export(ctx: typer.Context,
     except OSError as exc:
         raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
     say(f"wrote {output}")
+
+
+@app.command("migrate")
+def migrate(
+    ctx: typer.Context,
+    vm: Annotated[str, typer.Argument(help="The VM's name or id.", show_default=False)],
+    host: Annotated[str, typer.Argument(help="The host to move it to.", show_default=False)],
+    live: Annotated[bool, typer.Option(
+        "--live", help="Keep the guest running while its memory is copied (both hosts' "
+                       "drivers must declare live-migration). Without it the guest is saved "
+                       "to a memory image and restored on HOST (cold).")] = False,
+    output: Output = None, as_json: Json = False,
+) -> None:
+    """Move a running VM to another host for the rest of its lease. The schedule must have
+    room for it there (else exit 6 with the reason); if the move fails the VM stays where it
+    was, the schedule is unchanged and the failure is recorded (exit 5)."""
+    fmt = output_format(output, as_json)
+    with cloud(ctx) as c:
+        moved = c.migrate_vm(vm, host, live)
+    if fmt == "table":
+        say(f"vm {moved['vm']} moved {'live' if live else 'cold'} from {moved['from']} to "
+            f"{moved['to']} in {moved['seconds']} s")
+        return
+    emit_one(moved, fmt, [(k, k) for k in moved], key="vm")

@@ -944,6 +944,35 @@ class Scheduler:
                 self._fixed_future += 1
         self.table.load(bookings)
 
+    def relocate(self, lease_id: int, node: int, host: int, now: int) -> str:
+        """Move virtual node `node` of a running lease to `host` for the rest of its
+        reservation (a migration an operator asked for): '' when done, else why not."""
+        lease = self.leases[lease_id]
+        self._tick(now)
+        run = lease.run
+        if lease.state is not S.ACTIVE or run is None or not run.run_start <= now < run.run_end:
+            return f"lease {lease_id} is {lease.state.value}, not running"
+        if not 0 <= node < len(run.hosts):
+            return f"lease {lease_id} has no node {node}"
+        old = run.hosts[node]
+        name = self.hosts[host].name
+        if old == host:
+            return f"node {node} of lease {lease_id} is on {name} already"
+        if not self.table.enabled[host]:
+            return f"host {name} is disabled or in error"
+        fits, _ = self.table.fit_count(host, now, run.end, lease.need)
+        if fits < 1:
+            return self.table.shortfall(host, now, run.end, lease.need) or f"{name} is full"
+        moving = next(b for b in run.bookings if b.host == old and b.live)
+        self.table.truncate(moving, now)
+        run.bookings.remove(moving)
+        run.bookings.extend(self.table.add_all([Booking(now, run.end, host, lease.need, run)]))
+        run.hosts = run.hosts[:node] + (host,) + run.hosts[node + 1:]
+        lease.reason = (f"node {node} migrated from {self.hosts[old].name} to {name} at "
+                        f"{self._t(now)}")
+        self._replan_future(now)
+        return ""
+
     def evict(self, lease_id: int, now: int, reason: str) -> Lease:
         """Take a lease off its hosts (a host is drained, removed or lost). Best-effort leases
         go back to the queue and start over; an AR or IM lease that has not begun is placed
