@@ -129,7 +129,7 @@ class ExecResult:
 def _paramiko() -> Any:
     import logging
 
-    import paramiko
+    import paramiko  # type: ignore[import-untyped]
 
     # paramiko logs transport errors with tracebacks; ours is one line on the way out.
     logger = logging.getLogger("paramiko")
@@ -380,7 +380,7 @@ class SSHConnection:
 def _fsync(sftp: Any, handle: Any) -> None:
     """OpenSSH's fsync@openssh.com extension; a server without it only loses durability
     across a power cut, never atomicity (the rename still publishes whole files only)."""
-    from paramiko.sftp import CMD_EXTENDED
+    from paramiko.sftp import CMD_EXTENDED  # type: ignore[import-untyped]
 
     try:
         sftp._request(CMD_EXTENDED, "fsync@openssh.com", handle.handle)
@@ -391,7 +391,7 @@ def _fsync(sftp: Any, handle: Any) -> None:
 def _record_new_key_policy(known_hosts: Path) -> Any:
     paramiko = _paramiko()
 
-    class RecordNewKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+    class RecordNewKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc,name-defined]
         """Accept a key never seen before and append it to `known_hosts`. (A key that differs
         from a recorded one raises BadHostKeyException before any policy is asked.)"""
 
