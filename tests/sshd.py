@@ -19,7 +19,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,7 +116,8 @@ def _known_host_line(address: str, port: int, host_dir: Path) -> str:
     return f"{name} {key[0]} {key[1]}\n"
 
 
-def _make_namespaces(prefix: str, count: int, net: SSHNetwork) -> list[tuple[str, str]]:
+def _make_namespaces(prefix: str, count: int,
+                     net: SSHNetwork) -> list[tuple[str | None, str]]:
     """(namespace, address) per host; root reaches them through veth `{prefix}r`."""
     for _ in range(20):
         subnet = f"10.{secrets.choice(range(200, 250))}.{secrets.randbelow(256)}"
@@ -141,7 +142,7 @@ def _make_namespaces(prefix: str, count: int, net: SSHNetwork) -> list[tuple[str
     _run(*in_bridge, "link", "set", "root0", "master", "br0", "up")
     _run("ip", "addr", "add", f"{subnet}.1/24", "dev", f"{prefix}r")
     _run("ip", "link", "set", f"{prefix}r", "up")
-    hosts = []
+    hosts: list[tuple[str | None, str]] = []
     for i in range(count):
         ns, address = f"{prefix}h{i}", f"{subnet}.{10 + i}"
         _run("ip", "netns", "add", ns)
@@ -159,43 +160,53 @@ def _make_namespaces(prefix: str, count: int, net: SSHNetwork) -> list[tuple[str
 
 
 def start_network(base: Path, count: int = 2, mode: str | None = None) -> SSHNetwork:
-    """`count` SSH hosts under `base` (keys, configs, logs, image dirs). Stop with
-    `stop_network`."""
+    """`count` SSH hosts under `base` (keys, configs, logs, image dirs), in network namespaces
+    unless they cannot be made or `mode` (else CLOUDCTL_TEST_SSH_NET) is "loopback". Stop
+    with `stop_network`."""
     started = time.perf_counter()
     mode = mode or os.environ.get("CLOUDCTL_TEST_SSH_NET") or "netns"
     base.mkdir(parents=True, exist_ok=True)
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation dir
     client_key = base / "client_ed25519"
     _keygen(client_key)
-    authorized = base / "authorized_keys"
-    shutil.copy(f"{client_key}.pub", authorized)
-    known_hosts = base / "known_hosts"
-    net = SSHNetwork(mode="netns", reason="", hosts=[], setup_seconds=0.0)
-    places: list[tuple[str | None, str]] = []
+    shutil.copy(f"{client_key}.pub", base / "authorized_keys")
     if mode == "netns":
-        prefix = f"cc{os.getpid() % 100000}{secrets.token_hex(1)}"  # names fit IFNAMSIZ
+        net = SSHNetwork(mode="netns", reason="", hosts=[], setup_seconds=0.0)
         try:
             if os.geteuid() != 0:
                 raise OSError("not root")
             if not shutil.which("ip"):
                 raise OSError("no `ip` command (iproute2)")
-            places = list(_make_namespaces(prefix, count, net))
+            prefix = f"cc{os.getpid()}{secrets.token_hex(1)}"  # `{prefix}v9` fits IFNAMSIZ
+            places = _make_namespaces(prefix, count, net)
             net.reason = f"network namespaces {prefix}h0..h{count - 1}"
+            _start_hosts(net, base, client_key, places)
         except OSError as error:
-            _undo(net)
-            mode, net.reason = "loopback", f"network namespaces unavailable ({error})"
+            stop_network(net)
+            reason = f"network namespaces unavailable ({error})"
+        else:
+            net.setup_seconds = time.perf_counter() - started
+            return net
     else:
-        net.reason = f"loopback requested ({mode})"
-    if mode != "netns":
-        net.mode = "loopback"
-        places = [(None, "127.0.0.1")] * count
+        reason = f"loopback requested ({mode})"
+    net = SSHNetwork(mode="loopback", reason=reason, hosts=[], setup_seconds=0.0)
+    _start_hosts(net, base, client_key, [(None, "127.0.0.1")] * count)
+    net.setup_seconds = time.perf_counter() - started
+    return net
+
+
+def _start_hosts(net: SSHNetwork, base: Path, client_key: Path,
+                 places: Sequence[tuple[str | None, str]]) -> None:
+    """An sshd per (namespace, address); on failure, whatever started is stopped."""
+    known_hosts = base / "known_hosts"
     lines = []
     try:
         for i, (namespace, address) in enumerate(places):
             host_dir = base / f"host-{i}"
-            (host_dir / "images").mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(host_dir, ignore_errors=True)  # a failed namespace attempt's
+            (host_dir / "images").mkdir(parents=True)
             port = 22 if namespace else _free_port()
-            config = _sshd_config(host_dir, address, port, authorized)
+            config = _sshd_config(host_dir, address, port, base / "authorized_keys")
             log = host_dir / "sshd.log"
             proc = _start_sshd(config, log, namespace)
             net._procs.append(proc)
@@ -211,8 +222,6 @@ def start_network(base: Path, count: int = 2, mode: str | None = None) -> SSHNet
     except BaseException:
         stop_network(net)
         raise
-    net.setup_seconds = time.perf_counter() - started
-    return net
 
 
 def _undo(net: SSHNetwork) -> None:

@@ -53,7 +53,8 @@ def test_two_independent_hosts(ssh_network: SSHNetwork, ssh_hosts: list[SSHTestH
         seen = set()
         for host in ssh_hosts:
             with connection(host) as conn:
-                seen.add(conn.check_output("hostname -I").split()[0])
+                # SSH_CONNECTION: client address, client port, server address, server port
+                seen.add(conn.check_output("echo $SSH_CONNECTION").split()[2])
         assert seen == {h.address for h in ssh_hosts}
 
 
