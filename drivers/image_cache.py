@@ -7,21 +7,26 @@ the directory itself, so it is always what is really there; a small index file n
 images (`.cloudctl-index.json`, replaced atomically) only adds the images' names and when
 each was last used. Local hosts and SSH hosts share one implementation over two file backends,
 so they look the same to the enactment layer. No SQL here: callers record transfers.
+
+Callers pass every image in use on the host as `pinned` (only they know which VMs use what).
+Two processes updating one host's index at once may lose one's last-use times (the later
+write wins); the images themselves are always whole, as each arrives under a temporary name
+and is renamed into place. One cache object per thread: an SSH connection is not shared.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
-import secrets
 import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from cloudctl.drivers.ssh import (
     TARGET_OPTIONS,
@@ -31,6 +36,7 @@ from cloudctl.drivers.ssh import (
     SSHTarget,
     normalize_options,
     parse_bool,
+    temp_name,
 )
 
 from cloudctl.errors import BackendError, InvalidInput, NotFound, Unsatisfiable
@@ -143,16 +149,7 @@ class LocalFiles:
             raise BackendError(f"cannot read {path}: {error.strerror}") from None
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        temp = _temp_name(path)
-        try:
-            with open(temp, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, path)
-        except OSError as error:
-            self.remove(temp)
-            raise BackendError(f"cannot write {path}: {error.strerror}") from None
+        self._copy(io.BytesIO(data), len(data), path)
 
     def sha256(self, path: str) -> str:
         digest = hashlib.sha256()
@@ -167,11 +164,20 @@ class LocalFiles:
     def put(self, local_path: str | os.PathLike[str], remote_path: str,
             progress: Progress | None = None,
             before_rename: Callable[[str], None] | None = None) -> int:
-        temp = _temp_name(remote_path)
+        try:
+            source = open(local_path, "rb")
+        except OSError as error:
+            raise BackendError(f"cannot read {local_path}: {error.strerror}") from None
+        with source:
+            total = os.fstat(source.fileno()).st_size
+            return self._copy(source, total, remote_path, progress, before_rename)
+
+    def _copy(self, source: BinaryIO, total: int, path: str, progress: Progress | None = None,
+              before_rename: Callable[[str], None] | None = None) -> int:
+        temp = temp_name(path)
         sent = 0
         try:
-            with open(local_path, "rb") as source, open(temp, "wb") as out:
-                total = os.fstat(source.fileno()).st_size
+            with open(temp, "wb") as out:
                 while chunk := source.read(1 << 20):
                     out.write(chunk)
                     sent += len(chunk)
@@ -181,11 +187,10 @@ class LocalFiles:
                 os.fsync(out.fileno())
             if before_rename is not None:
                 before_rename(temp)
-            os.replace(temp, remote_path)
+            os.replace(temp, path)
         except OSError as error:
             self.remove(temp)
-            raise BackendError(f"cannot copy {local_path} to {remote_path}: "
-                               f"{error.strerror}") from None
+            raise BackendError(f"cannot write {path}: {error.strerror}") from None
         except BaseException:
             self.remove(temp)
             raise
@@ -193,11 +198,6 @@ class LocalFiles:
 
     def close(self) -> None:
         pass
-
-
-def _temp_name(path: str) -> str:
-    final = PurePosixPath(path)
-    return str(final.with_name(f".{final.name}.part-{secrets.token_hex(4)}"))
 
 
 @dataclass

@@ -9,6 +9,7 @@ a one-line `BackendError` naming the host.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
@@ -265,22 +266,31 @@ class SSHConnection:
         """Copy a local file to `remote_path`; returns bytes sent. The data goes to a temporary
         name in the same directory, is fsynced and then renamed, so the final name only ever
         holds a complete file. `before_rename(temp_path)` may check the temporary file first."""
-        sftp = self._sftp_client()
-        remote = PurePosixPath(remote_path)
-        temp = str(remote.with_name(f".{remote.name}.part-{secrets.token_hex(4)}"))
         try:
-            with open(local_path, "rb") as source:
-                total = os.fstat(source.fileno()).st_size
-                with self._errors(f"put {remote_path}"):
-                    sent = self._send(sftp, source, temp, total, progress)
+            source = open(local_path, "rb")
+        except OSError as error:
+            raise BackendError(f"ssh {self.target}: cannot read {local_path}: "
+                               f"{_reason(error)}") from None
+        with source:
+            total = os.fstat(source.fileno()).st_size
+            return self._upload(source, total, remote_path, progress, before_rename)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Replace `path` atomically (temporary name, fsync, rename)."""
+        self._upload(io.BytesIO(data), len(data), path)
+
+    def _upload(self, source: BinaryIO, total: int, remote_path: str,
+                progress: Progress | None = None,
+                before_rename: Callable[[str], None] | None = None) -> int:
+        sftp = self._sftp_client()
+        temp = temp_name(remote_path)
+        try:
+            with self._errors(f"write {remote_path}"):
+                sent = self._send(sftp, source, temp, total, progress)
             if before_rename is not None:
                 before_rename(temp)
             with self._errors(f"rename {temp} to {remote_path}"):
-                sftp.posix_rename(temp, str(remote))
-        except OSError as error:  # the local file
-            self._discard(temp)
-            raise BackendError(f"ssh {self.target}: cannot read {local_path}: "
-                               f"{_reason(error)}") from None
+                sftp.posix_rename(temp, remote_path)
         except BaseException:
             self._discard(temp)
             raise
@@ -360,21 +370,11 @@ class SSHConnection:
         except Exception as error:
             raise BackendError(f"ssh {self.target}: read {path}: {_reason(error)}") from None
 
-    def write_bytes(self, path: str, data: bytes) -> None:
-        """Replace `path` atomically (temporary name, fsync, rename)."""
-        sftp = self._sftp_client()
-        remote = PurePosixPath(path)
-        temp = str(remote.with_name(f".{remote.name}.part-{secrets.token_hex(4)}"))
-        try:
-            with self._errors(f"write {path}"):
-                with sftp.open(temp, "wb") as out:
-                    out.write(data)
-                    out.flush()
-                    _fsync(sftp, out)
-                sftp.posix_rename(temp, path)
-        except BaseException:
-            self._discard(temp)
-            raise
+
+def temp_name(path: str) -> str:
+    """Where a file is written before it is renamed to `path`: hidden, same directory."""
+    final = PurePosixPath(path)
+    return str(final.with_name(f".{final.name}.part-{secrets.token_hex(4)}"))
 
 
 def _fsync(sftp: Any, handle: Any) -> None:

@@ -9,6 +9,8 @@ sshd listens on port 22 of its own address. When namespaces cannot be made (not 
 and `SSHNetwork.reason` says why.
 
 Every host has its own image directory; all share one client key and one known_hosts file.
+A run killed with SIGKILL leaves its namespaces (`cc<pid>..`), their sshds and its guard route
+(metric 4242) behind: `ip netns pids NS`, `ip netns del NS`, `ip route del unreachable ...`.
 """
 
 from __future__ import annotations

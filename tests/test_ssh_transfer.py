@@ -106,6 +106,16 @@ def test_damaged_copy_is_replaced(ssh_hosts: list[SSHTestHost], tmp_path: Path) 
             assert conn.sha256(remote) == sha
 
 
+def test_checksum_mismatch_never_lands(ssh_hosts: list[SSHTestHost], tmp_path: Path) -> None:
+    path, _, size = image(tmp_path, "base", 1)
+    claimed = "0" * 64
+    with cache(ssh_hosts[0], verify="sha256") as host_cache:
+        with pytest.raises(BackendError, match="expected 000000000000") as error:
+            host_cache.ensure("base", path, claimed, size)
+        assert "\n" not in str(error.value)
+    assert os.listdir(ssh_hosts[0].image_dir) == []
+
+
 def test_lru_eviction_keeps_pinned_and_refuses_too_big(ssh_hosts: list[SSHTestHost],
                                                        tmp_path: Path) -> None:
     images = {name: image(tmp_path, name, 1) for name in "abcd"}
