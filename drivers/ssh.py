@@ -163,6 +163,8 @@ class SSHConnection:
         paramiko = _paramiko()
         target = self.target
         known_hosts = Path(target.known_hosts).expanduser()
+        if target.key_file and not Path(target.key_file).expanduser().is_file():
+            raise BackendError(f"ssh {target}: key file {target.key_file} not found")
         client = paramiko.SSHClient()
         try:
             if known_hosts.exists():
@@ -204,6 +206,9 @@ class SSHConnection:
         except (OSError, EOFError) as error:
             client.close()
             raise BackendError(f"ssh {target}: cannot connect: {_reason(error)}") from None
+        except BaseException:
+            client.close()
+            raise
         self.connect_seconds = time.perf_counter() - started
         self._client = client
 
