@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 from cloudctl.config import Settings
 from cloudctl.errors import BackendError, CloudctlError
 from cloudctl.store.db import Store
-from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, VMRecord
+from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, TransferRecord, VMRecord
 
 if TYPE_CHECKING:
     from cloudctl.drivers.base import HypervisorDriver, VMSpec
-    from cloudctl.drivers.storage import LocalStorage
+    from cloudctl.drivers.storage import LocalStorage, RemoteStorage
 
 
 def vm_spec(vm: VMRecord, image: ImageRecord | None, logs: Path | None = None) -> VMSpec:
@@ -45,6 +45,7 @@ class DriverPool:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._open: dict[str, HypervisorDriver] = {}
+        self._storage: dict[str, LocalStorage | RemoteStorage] = {}
 
     def get(self, host: HostRecord) -> HypervisorDriver:
         driver = self._open.get(host.name)
@@ -55,19 +56,26 @@ class DriverPool:
             self._open[host.name] = driver
         return driver
 
-    def storage(self, host: HostRecord) -> LocalStorage:
-        """Where `host`'s VM disks are made: the local filesystem, shared by local hosts."""
-        from cloudctl.drivers.storage import LocalStorage
+    def storage(self, host: HostRecord) -> LocalStorage | RemoteStorage:
+        """Where `host`'s VM disks are made: over SSH for a host with an `ssh` option, else
+        the local filesystem (shared by local hosts)."""
+        from cloudctl.drivers.storage import LocalStorage, RemoteStorage
 
-        return LocalStorage(self.settings.state_dir)
+        found = self._storage.get(host.name)
+        if found is None:
+            found = (RemoteStorage(host.options) if host.options.get("ssh")
+                     else LocalStorage(self.settings.state_dir))
+            self._storage[host.name] = found
+        return found
 
     def close(self) -> None:
-        for driver in self._open.values():
+        for opened in [*self._open.values(), *self._storage.values()]:
             try:
-                driver.close()
+                opened.close()
             except CloudctlError:
                 pass
         self._open.clear()
+        self._storage.clear()
 
 
 @dataclass
@@ -98,6 +106,7 @@ class Enactor:
         self.now = now
         self.saves = settings.state_dir / "saves"
         self.logs = settings.state_dir / "logs"
+        self._live: list[VMRecord] = []
 
     # -- reconciliation ------------------------------------------------------------------
 
@@ -153,6 +162,8 @@ class Enactor:
         with self.store.read():
             hosts = {h.name: h for h in self.store.hosts()}
             vms = self.store.vms(lease_id=lease_id, live=True)
+            # Images these VMs use stay in their hosts' caches (never evicted under them).
+            self._live = vms if lease_id is None else self.store.vms(live=True)
             images = {i.name: i for i in self.store.images()}
         now = self.now()
         for vm in vms:
@@ -225,10 +236,23 @@ class Enactor:
         if image is not None:
             # Its path is derived from the VM's name: a disk made by a killed tick is reused,
             # or removed when the lease ends, even though it was never recorded.
-            vm.disk_path = self.pool.storage(host).disk(vm.name, image)
+            pinned = {v.image for v in self._live if v.host == host.name and v.image}
+            vm.disk_path, sent = self.pool.storage(host).disk(vm.name, image, pinned)
+            if sent is not None:
+                self._record_transfer(image, host, sent, self.now())
         self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
         driver.create(vm_spec(vm, image, self.logs))
         return "running"
+
+    def _record_transfer(self, image: ImageRecord, host: HostRecord, sent: Any,
+                         at: int) -> None:
+        from cloudctl.scheduler.timing import transfer_time
+
+        planned = transfer_time(image.size_mib, self.settings.scheduler.bandwidth)
+        with self.store.write():
+            self.store.add_transfer(TransferRecord(at, image.name, host.name, sent.bytes,
+                                                   float(planned), round(sent.seconds, 3),
+                                                   reused=not sent.transferred))
 
     def _drop_save(self, vm: VMRecord) -> None:
         if vm.save_path:

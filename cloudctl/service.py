@@ -140,7 +140,8 @@ class Cloud:
     # -- hosts -----------------------------------------------------------------------------
 
     def add_host(self, name: str, cpus: int, memory_mib: int, disk_gib: int | None,
-                 driver: str | None, uri: str | None) -> HostRecord:
+                 driver: str | None, uri: str | None,
+                 options: dict[str, Any] | None = None) -> HostRecord:
         from cloudctl.drivers.registry import available, default_uri
 
         check_name("host", name)
@@ -157,10 +158,13 @@ class Cloud:
         if uri is None:
             uri = default_uri(driver, name, cpus, memory_mib, self.settings.state_dir)
         host = HostRecord(name, cpus, memory_mib, (disk_gib or DEFAULT_DISK_GIB) * 1024,
-                          driver, uri, added_at=self.clock())
+                          driver, uri, added_at=self.clock(), options=dict(options or {}))
         # Refuse a host we cannot reach; asked before the store is locked, since a remote
         # hypervisor may take its time to answer.
         self.pool.get(host).host_info()
+        if host.options.get("ssh"):
+            storage = self.pool.storage(host)
+            storage.check()  # type: ignore[union-attr]
         with self.store.write():
             self.store.add_host(host)
             self.store.add_events([EventRecord(host.added_at, f"host {name}", None, "enabled",
@@ -202,6 +206,7 @@ class Cloud:
         running = [vm for vm in mine if vm.state == "running"]
         return {"name": host.name, "cpus": host.cpus, "memory_mib": host.memory_mib,
                 "disk_mib": host.disk_mib, "driver": host.driver, "uri": host.uri,
+                "options": host.options,
                 "enabled": host.enabled, "status": host.status,
                 "status_reason": host.status_reason,
                 "vms_running": len(running),

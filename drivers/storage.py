@@ -12,9 +12,11 @@ import hashlib
 import os
 import shutil
 import subprocess
+import shlex
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
 from cloudctl.errors import BackendError, InvalidInput
 
@@ -23,8 +25,11 @@ FORMATS = ("qcow2", "raw")
 
 
 class ImageLike(Protocol):
+    name: str
     path: str
     format: str
+    sha256: str
+    size_bytes: int
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,8 @@ def remove_files(*paths: str | None) -> None:
 
 
 class LocalStorage:
-    """VM disks on this machine's filesystem, under `state_dir/disks`."""
+    """VM disks on this machine's filesystem, under `state_dir/disks`; images are read from
+    the repository in place (no transfer)."""
 
     def __init__(self, state_dir: Path) -> None:
         self.disks = Path(state_dir) / "disks"
@@ -141,10 +147,64 @@ class LocalStorage:
     def disk_path(self, vm_name: str, fmt: str) -> Path:
         return self.disks / f"{vm_name}.{fmt}"
 
-    def disk(self, vm_name: str, image: ImageLike) -> str:
-        """The VM's disk, made now unless it exists (idempotent)."""
-        return make_disk(image.path, image.format, self.disk_path(vm_name, image.format))
+    def disk(self, vm_name: str, image: ImageLike,
+             pinned: Collection[str] = ()) -> tuple[str, Any]:
+        """(the VM's disk, the image transfer it took or None); made now unless it exists."""
+        return make_disk(image.path, image.format, self.disk_path(vm_name, image.format)), None
 
     def remove_disk(self, vm_name: str, recorded: str | None) -> None:
         """Remove the VM's disk, also one a killed tick made but did not record."""
         remove_files(recorded, *(str(self.disk_path(vm_name, fmt)) for fmt in FORMATS))
+
+    def close(self) -> None:
+        pass
+
+
+class RemoteStorage:
+    """VM disks on a host reached over SSH (host option `ssh`). The image comes through the
+    host's image cache (sent once, then reused; least recently used evicted past its
+    cache_limit) and the disk is made there, next to the cache, by the host's qemu-img."""
+
+    def __init__(self, options: Mapping[str, object]) -> None:
+        from cloudctl.drivers.image_cache import open_image_cache
+
+        opts = dict(options)
+        self.target = str(opts.pop("ssh"))
+        self.cache = open_image_cache(self.target, opts)
+        self.disks = str(PurePosixPath(self.cache.image_dir).parent / "disks")
+
+    @property
+    def files(self) -> Any:
+        return self.cache.files  # the SSH connection
+
+    def check(self) -> None:
+        """Connect and read the cache: a host we cannot reach is refused when added."""
+        self.cache.contents()
+
+    def disk_path(self, vm_name: str, fmt: str) -> str:
+        return f"{self.disks}/{vm_name}.{fmt}"
+
+    def disk(self, vm_name: str, image: ImageLike,
+             pinned: Collection[str] = ()) -> tuple[str, Any]:
+        sent = self.cache.ensure(image.name, image.path, image.sha256, image.size_bytes,
+                                 pinned=pinned)
+        disk = self.disk_path(vm_name, image.format)
+        if self.files.exists(disk):
+            return disk, sent
+        base, tmp, q = sent.remote_path, f"{self.disks}/.{vm_name}.tmp", shlex.quote
+        make = (f"qemu-img create -q -f qcow2 -F qcow2 -b {q(base)} {q(tmp)}"
+                if image.format == "qcow2" else f"cp {q(base)} {q(tmp)}")
+        done = self.files.exec(f"mkdir -p {q(self.disks)} && {make} && chmod 600 {q(tmp)} "
+                               f"&& mv {q(tmp)} {q(disk)}")
+        if done.status != 0:
+            message = " ".join((done.stderr or done.stdout).split())
+            raise BackendError(f"{self.target}: cannot create disk {disk}: {message}")
+        return disk, sent
+
+    def remove_disk(self, vm_name: str, recorded: str | None) -> None:
+        for path in {recorded, *(self.disk_path(vm_name, fmt) for fmt in FORMATS)}:
+            if path:
+                self.files.remove(path)
+
+    def close(self) -> None:
+        self.cache.close()

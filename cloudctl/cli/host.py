@@ -55,12 +55,40 @@ def add(
         help="libvirt URI of the host, e.g. qemu+ssh://root@node1/system. Default: a private "
              "test:/// node file for the test driver, qemu:///system otherwise.",
         show_default=False)] = None,
+    ssh: Annotated[str | None, typer.Option(
+        "--ssh", metavar="USER@HOST[:PORT]", show_default=False,
+        help="Send images to the host over SSH (SFTP) into its image cache and make VM "
+             "disks there. Its host key must be in --known-hosts.")] = None,
+    image_dir: Annotated[str | None, typer.Option(
+        "--image-dir", metavar="DIR", show_default=False,
+        help="With --ssh: the host's image cache directory (default "
+             "/var/lib/cloudctl/images; VM disks go to its sibling 'disks').")] = None,
+    cache_limit: Annotated[str | None, typer.Option(
+        "--cache-limit", metavar="SIZE", show_default=False,
+        help="With --ssh: most bytes of images kept on the host, e.g. 20G; least recently "
+             "used images not in use are evicted first.")] = None,
+    key_file: Annotated[str | None, typer.Option(
+        "--key-file", metavar="FILE", show_default=False,
+        help="With --ssh: private key to log in with.")] = None,
+    known_hosts: Annotated[str | None, typer.Option(
+        "--known-hosts", metavar="FILE", show_default=False,
+        help="With --ssh: known_hosts file holding the host's key (default "
+             "~/.ssh/known_hosts); unknown keys are refused.")] = None,
     output: Output = None, as_json: Json = False, quiet: Quiet = False,
 ) -> None:
-    """Register a host. Its driver must answer before it is recorded."""
+    """Register a host. Its driver (and with --ssh, its SSH server) must answer before it is
+    recorded."""
     fmt = output_format(output, as_json)
+    given = {"ssh": ssh, "image_dir": image_dir, "cache_limit": cache_limit,
+             "key_file": key_file, "known_hosts": known_hosts}
+    if ssh is None and any(given.values()):
+        from cloudctl.errors import InvalidInput
+
+        raise InvalidInput("--image-dir, --cache-limit, --key-file and --known-hosts go with "
+                           "--ssh")
+    options = {key: value for key, value in given.items() if value is not None}
     with cloud(ctx) as c:
-        c.add_host(name, cpus, memory, disk, driver, uri)
+        c.add_host(name, cpus, memory, disk, driver, uri, options)
         view = c.host(name, probe=False)
     if fmt == "table" and not quiet:
         say(f"host {name} added ({view['driver']} {view['uri']})")
