@@ -166,7 +166,9 @@ class Enactor:
             self._live = vms if lease_id is None else self.store.vms(live=True)
             images = {i.name: i for i in self.store.images()}
         now = self.now()
-        for vm in vms:
+        # Stops and suspensions first: what starts or resumes in this tick may need the room
+        # they free on the same host (a host is never over-committed, even for a moment).
+        for vm in sorted(vms, key=lambda v: v.want == "running"):
             if vm.state == vm.want and vm.old_host is None:
                 continue
             if vm.retry_at is not None and vm.retry_at > now:

@@ -226,3 +226,32 @@ def test_vm_migrate_cold_between_test_hosts(cli: Cli, tmp_path: Path) -> None:
     cli("vm", "migrate", "cloudctl-99-0", "node-1", code=3)
     cli("lease", "cancel", lease["id"])
     assert "only a running VM" in cli("vm", "migrate", vm, "node-1", code=4).stderr
+
+
+def test_a_tick_stops_before_it_starts(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 15:00 the AR's VM stops and the suspended lease resumes on the same host: the stop
+    comes first, so the host never holds both."""
+    from cloudctl.drivers.libvirt import TestDriver
+
+    calls: list[tuple[str, str]] = []
+    for method in ("create", "resume", "shutdown", "destroy", "suspend"):
+        original = getattr(TestDriver, method)
+
+        def spy(self, name_or_spec, *args, _original=original, _method=method, **kwargs):
+            name = getattr(name_or_spec, "name", name_or_spec)
+            calls.append((_method, name))
+            return _original(self, name_or_spec, *args, **kwargs)
+
+        monkeypatch.setattr(TestDriver, method, spy)
+    cli("lease", "request", "--type", "im", "--duration", "6h", "--cpus", 4)  # fills node-1
+    be = cli.json("lease", "request", "--type", "be", "--duration", "3h", "--cpus", 4,
+                  "--memory", 4096)
+    ar = cli.json("lease", "request", "--type", "ar", "--start", "2026-11-23T14:00:00Z",
+                  "--duration", "1h", "--cpus", 4, "--memory", 4096)
+    assert be["hosts"] == ar["hosts"] == ["node-2"]
+    for t in ("13:00", "13:58", "14:00"):
+        cli.at(f"2026-11-23T{t}:00Z")("tick")
+    calls.clear()
+    cli.at("2026-11-23T15:00:00Z")("tick")
+    assert calls[:2] == [("shutdown", f"cloudctl-{ar['id']}-0"),
+                         ("resume", f"cloudctl-{be['id']}-0")]
