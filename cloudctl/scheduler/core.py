@@ -895,12 +895,7 @@ class Scheduler:
             if start >= now:
                 self.channel.unbook(start, end)
         run.channel = []
-        for b in run.bookings:
-            if b.live:
-                if b.start >= now:
-                    self.table.remove(b)
-                else:
-                    self.table.truncate(b, now)
+        self.table.truncate_all(run.bookings, now)
         run.bookings = []
         self._drop_run(run)
 

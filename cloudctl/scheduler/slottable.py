@@ -237,6 +237,52 @@ class SlotTable:
         insort(self._ends, (booking.end, booking.seq, booking))
         self.version += 1
 
+    def truncate_all(self, bookings: list[Booking], end: int) -> None:
+        """`truncate` every live booking of the list to `end`. The bookings of one run (one
+        start, one end, sequence numbers in a row) sit side by side in the time-ordered lists:
+        when the run is over by `end` or has not begun, they leave those lists in one piece."""
+        live = [b for b in bookings if b.live]
+        if not live:
+            return
+        first = live[0]
+        start, old_end = first.start, first.end
+        n = len(live)
+        if all(b.start == start and b.end == old_end for b in live):
+            ends = self._ends
+            i = bisect_left(ends, (old_end, first.seq))
+            if start > self.now and end <= start:  # not begun: every booking goes
+                starts = self._starts
+                j = bisect_left(starts, (start, first.seq))
+                if (all(e[2] is b for e, b in zip(ends[i:i + n], live, strict=False))
+                        and all(e[2] is b for e, b in zip(starts[j:j + n], live, strict=False))
+                        and not any(b.counted for b in live)):
+                    del ends[i:i + n]
+                    del starts[j:j + n]
+                    self._log_freed(start, old_end)
+                    nfuture = self._nfuture
+                    for b in live:
+                        self._host_delete(b)
+                        h = b.host
+                        nfuture[h] -= 1
+                        if not nfuture[h]:
+                            self._future_set.discard(h)
+                    self._future_version += 1
+                    self.version += 1
+                    return
+            elif (start < end < old_end and end <= self.now
+                  and all(e[2] is b for e, b in zip(ends[i:i + n], live, strict=False))
+                  and all(b.counted for b in live)):  # ended early: every booking goes
+                del ends[i:i + n]
+                self._log_freed(end, old_end)
+                for b in live:
+                    b.end = end
+                    self._uncount_now(b)
+                    self._host_delete(b)
+                self.version += 1
+                return
+        for b in live:
+            self.truncate(b, end)
+
     def advance(self, now: int) -> None:
         """Move the table's clock: bookings that started count as used, ended ones go."""
         if now < self.now:
