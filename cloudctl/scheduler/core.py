@@ -753,10 +753,13 @@ class Scheduler:
         ranked = sorted(candidates, key=_by_host)
         ranked.sort(key=lambda c: key(lease, c, end))
         chosen: list[int] = []
+        left = lease.nodes
         for c in ranked:
-            chosen.extend([c.host] * min(c.fits, lease.nodes - len(chosen)))
-            if len(chosen) == lease.nodes:
+            if c.fits >= left:
+                chosen.extend([c.host] * left)
                 return tuple(chosen)
+            chosen.extend([c.host] * c.fits)
+            left -= c.fits
         return None
 
     def _find_victims(self, lease: Lease, start: int, end: int,

@@ -289,6 +289,9 @@ class SlotTable:
             return
         self.now = now
         starts = self._starts
+        ends = self._ends
+        if (not starts or starts[0][0] > now) and (not ends or ends[0][0] > now):
+            return  # nothing starts or ends by now (the usual case: the scheduler asks often)
         i = 0
         while i < len(starts) and starts[i][0] <= now:
             b = starts[i][2]
@@ -300,7 +303,6 @@ class SlotTable:
             i += 1
         if i:
             del starts[:i]
-        ends = self._ends
         j = 0
         while j < len(ends) and ends[j][0] <= now:
             b = ends[j][2]
@@ -665,7 +667,7 @@ class SlotTable:
                 old = contrib.get(h, 0)
                 if f != old:
                     contrib[h] = f
-                    if allowed(h, t):
+                    if enabled[h] if whole else allowed(h, t):
                         upper_total += f - old
                         if not nfuture[h]:
                             simple_total += f - old
@@ -678,14 +680,16 @@ class SlotTable:
                 total = simple_total
                 if simple_total < k:
                     for h in sorted(self._future_set):
-                        if nfuture[h] and contrib.get(h, 0) > 0 and allowed(h, t):
+                        if (nfuture[h] and contrib.get(h, 0) > 0
+                                and (enabled[h] if whole else allowed(h, t))):
                             f, overlapping = self.fit_count(h, t, t + duration, need, ignore)
                             if f > 0:
                                 exact[h] = Candidate(h, f, overlapping)
                                 total += f
                 if total >= k:
                     yield t, (self._collect(t, duration, need, contrib, exact, released,
-                                            n_released, allowed, nfuture, ignore)
+                                            n_released, None if whole else allowed, nfuture,
+                                            ignore)
                               if collect else [])
             if not future:
                 return
@@ -699,12 +703,18 @@ class SlotTable:
 
     def _collect(self, t: int, duration: int, need: Capacity, contrib: dict[int, int],
                  exact: dict[int, Candidate], released: dict[int, int],
-                 n_released: dict[int, int], allowed: Callable[[int, int], bool],
+                 n_released: dict[int, int], allowed: Callable[[int, int], bool] | None,
                  nfuture: list[int], ignore: object = None) -> list[Candidate]:
+        """The candidates at t; `allowed` None means every enabled host."""
         out = []
+        append = out.append
         by_host = self.by_host
+        enabled = self.enabled
+        released_at = released.get
+        n_released_of = n_released.get
+        none = -INFINITY
         for h, f in contrib.items():
-            if f <= 0 or not allowed(h, t):
+            if f <= 0 or not (enabled[h] if allowed is None else allowed(h, t)):
                 continue
             if nfuture[h]:
                 c = exact.get(h)
@@ -713,14 +723,13 @@ class SlotTable:
                     if fits <= 0:
                         continue
                     c = Candidate(h, fits, overlapping)
-                c.free_since = released.get(h, -INFINITY)
+                c.free_since = released_at(h, none)
             elif ignore is None:
                 # All its bookings have started; those that end by t are the released ones.
-                c = Candidate(h, f, len(by_host[h]) - n_released.get(h, 0), INFINITY, True,
-                              released.get(h, -INFINITY))
+                c = Candidate(h, f, len(by_host[h]) - n_released_of(h, 0), INFINITY, True,
+                              released_at(h, none))
             else:  # as fit_count counts them: without the ignored run's bookings
                 overlapping = sum(1 for b in by_host[h] if b.end > t and b.owner is not ignore)
-                c = Candidate(h, f, overlapping, INFINITY, True, released.get(h, -INFINITY))
-            out.append(c)
+                c = Candidate(h, f, overlapping, INFINITY, True, released_at(h, none))
+            append(c)
         return out
-
