@@ -151,17 +151,49 @@ class SlotTable:
             return bookings
         future = start > self.now
         nfuture = self._nfuture
+        # `_host_insert` and `_count_now` written out: a run books a host per virtual node.
+        keys_of = self._keys
+        by_host = self.by_host
+        used_now = self._used_now
+        cap = self.cap
+        enabled = self.enabled
+        free_now = self._free_now
+        touched_future = False
+        seq = self._seq
         for b in bookings:
-            self._seq += 1
-            b.seq = self._seq
+            seq += 1
+            b.seq = seq
             b.live = True
-            self._host_insert(b)
-            if future:
-                nfuture[b.host] += 1
-                self._future_set.add(b.host)
-                self._future_version += 1
+            h = b.host
+            keys = keys_of[h]
+            key = (start, seq)
+            if not keys or keys[-1] < key:
+                keys.append(key)
+                by_host[h].append(b)
             else:
-                self._count_now(b)
+                i = bisect_right(keys, key)
+                keys.insert(i, key)
+                by_host[h].insert(i, b)
+            if nfuture[h]:
+                touched_future = True
+            if future:
+                nfuture[h] += 1
+                self._future_set.add(h)
+                touched_future = True
+            else:
+                u = used_now[h]
+                u[0] += b.cpus
+                u[1] += b.mem
+                u[2] += b.disk
+                b.counted = True
+                c = cap[h]
+                if enabled[h] and c[0] - u[0] > 0 and c[1] - u[1] > 0:
+                    free_now.add(h)
+                else:
+                    free_now.discard(h)
+        self._seq = seq
+        if touched_future:
+            self._future_version += 1
         self._max_len = max(self._max_len, end - start)
         # Their sequence numbers are the highest yet: they go after every entry with the same
         # time, in order.
@@ -274,10 +306,37 @@ class SlotTable:
                   and all(b.counted for b in live)):  # ended early: every booking goes
                 del ends[i:i + n]
                 self._log_freed(end, old_end)
+                # `_uncount_now` and `_host_delete` written out, as in `add_all`.
+                nfuture = self._nfuture
+                keys_of = self._keys
+                by_host = self.by_host
+                used_now = self._used_now
+                cap = self.cap
+                enabled = self.enabled
+                free_now = self._free_now
+                touched_future = False
                 for b in live:
                     b.end = end
-                    self._uncount_now(b)
-                    self._host_delete(b)
+                    h = b.host
+                    u = used_now[h]
+                    u[0] -= b.cpus
+                    u[1] -= b.mem
+                    u[2] -= b.disk
+                    b.counted = False
+                    c = cap[h]
+                    if enabled[h] and c[0] - u[0] > 0 and c[1] - u[1] > 0:
+                        free_now.add(h)
+                    else:
+                        free_now.discard(h)
+                    keys = keys_of[h]
+                    k = bisect_left(keys, (start, b.seq))
+                    del keys[k]
+                    del by_host[h][k]
+                    b.live = False
+                    if nfuture[h]:
+                        touched_future = True
+                if touched_future:
+                    self._future_version += 1
                 self.version += 1
                 return
         for b in live:
