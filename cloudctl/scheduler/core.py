@@ -328,15 +328,20 @@ class Scheduler:
                 return
         waiting: list[Lease] = queue[:first]
         quiet = True  # every lease walked waits and would still wait at a later instant
+        free_now = self.table.fits_now_hosts()
+        limit_reason = _limit_reason(limit)
         for i in range(first, len(queue)):
             lease = queue[i]
             may_reserve = limit is None or future < limit
-            if not may_reserve and not self.table.fits_now_hosts():
+            if not may_reserve and not free_now:
                 waiting.extend(queue[i:])  # nothing can start now and nothing may reserve
                 for rest in queue[i:]:
                     rest.reason = "waiting: no capacity free now"
                 break
-            if self._schedule_be(lease, now, may_reserve):
+            # Most leases of a long queue are turned away at once: too big for what is free.
+            if not may_reserve and self._room_now(lease) < lease.nodes:
+                lease.reason = limit_reason
+            elif self._schedule_be(lease, now, may_reserve):
                 quiet = False
                 if lease.run is not None and lease.run.start > now:
                     future += 1
@@ -748,10 +753,13 @@ class Scheduler:
         ranked = sorted(candidates, key=_by_host)
         ranked.sort(key=lambda c: key(lease, c, end))
         chosen: list[int] = []
+        left = lease.nodes
         for c in ranked:
-            chosen.extend([c.host] * min(c.fits, lease.nodes - len(chosen)))
-            if len(chosen) == lease.nodes:
+            if c.fits >= left:
+                chosen.extend([c.host] * left)
                 return tuple(chosen)
+            chosen.extend([c.host] * c.fits)
+            left -= c.fits
         return None
 
     def _find_victims(self, lease: Lease, start: int, end: int,
@@ -890,12 +898,7 @@ class Scheduler:
             if start >= now:
                 self.channel.unbook(start, end)
         run.channel = []
-        for b in run.bookings:
-            if b.live:
-                if b.start >= now:
-                    self.table.remove(b)
-                else:
-                    self.table.truncate(b, now)
+        self.table.truncate_all(run.bookings, now)
         run.bookings = []
         self._drop_run(run)
 
