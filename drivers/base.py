@@ -76,7 +76,10 @@ class VMStats:
 @runtime_checkable
 class HypervisorDriver(Protocol):
     """A hypervisor host. Every call is idempotent where the docstring says so, because the
-    enactment layer retries after crashes and cannot know how far a previous attempt got."""
+    enactment layer retries after crashes and cannot know how far a previous attempt got.
+
+    Optional methods, present only on drivers that declare their capability (see the
+    protocols below): `migrate` with "live-migration" (LiveMigratingDriver)."""
 
     name: str
     capabilities: frozenset[str]
@@ -109,3 +112,14 @@ class HypervisorDriver(Protocol):
         """State MISSING with zero counters when there is no such domain."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class LiveMigratingDriver(HypervisorDriver, Protocol):
+    """A driver that declares "live-migration". Kept out of HypervisorDriver itself so that a
+    driver without the ability need not stub the method."""
+
+    def migrate(self, name: str, dest_uri: str, live: bool = True) -> None:
+        """Move the active VM `name` to the host at `dest_uri` (same driver kind): defined
+        there, gone from here; `live` keeps it running during the copy. Idempotent: active on
+        the destination already -> no-op."""

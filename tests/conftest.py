@@ -18,6 +18,9 @@ from cloudctl.scheduler.lease import Lease
 from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseType
 from cloudctl.sim.simulator import simulate
 
+# Fixtures for tests on real libvirt + QEMU (system_libvirt, tiny_guest, session_libvirts, ...).
+pytest_plugins = ["real_qemu"]
+
 SCENARIOS = Path(__file__).resolve().parents[2] / "shared" / "traces" / "haizea" / "scenarios"
 
 # REFERENCE.md's scenario setup: 2 s per command, a suspend takes only its command (override

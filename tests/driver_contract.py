@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import real_qemu
 from cloudctl.drivers.base import HypervisorDriver, VMSpec
 from cloudctl.drivers.registry import default_uri, open_driver
 
@@ -24,12 +25,20 @@ class DriverCase:
     open_host: Callable[[Path, str], HypervisorDriver]
     # (work dir, VM name) -> a VM this driver can run
     spec: Callable[[Path, str], VMSpec]
-    host_cpus: int
-    host_memory_mib: int
+    # The host's size, or None for a real host (whatever the machine has).
+    host_cpus: int | None
+    host_memory_mib: int | None
     # Free memory drops by exactly a VM's memory (fake accounting) rather than roughly.
     exact_free_memory: bool = True
-    # None when the driver can run here, else the reason to skip.
+    # None when the driver can run here, else the reason to skip. It may set things up first.
     unavailable: Callable[[], str | None] = lambda: None
+    # The test's VM is cloudctl-<lease_id>-0.
+    lease_id: int = 12
+    # Other processes may run VMs on the same host (a machine-wide daemon): tests look only
+    # at their own VMs and count the host's relative to what was there before.
+    shared_host: bool = False
+    # Two hosts opened on it are two hypervisors (False: both reach one daemon).
+    distinct_hosts: bool = True
 
 
 def _test_host(driver: str, options: Mapping[str, object] | None = None
@@ -48,6 +57,25 @@ def _test_spec(work: Path, name: str) -> VMSpec:
                   disk_path=str(work / f"{name}.qcow2"), serial_log=str(work / f"{name}.log"))
 
 
+def _qemu_unavailable() -> str | None:
+    reason = real_qemu.unavailable()
+    if reason is None:
+        # Set up here rather than skipped: a machine of the project's kind must run these.
+        real_qemu.ensure_system_libvirt()
+        real_qemu.build_tiny_guest()
+    return reason
+
+
+def _open_qemu_host(state_dir: Path, host_name: str) -> HypervisorDriver:
+    # Every host is the one system libvirtd (tests/real migrates between two daemons).
+    return open_driver("qemu", real_qemu.ensure_system_libvirt(), {"domain_type": "qemu"})
+
+
+def _qemu_spec(work: Path, name: str) -> VMSpec:
+    lease, node = (int(part) for part in name.rsplit("-", 2)[-2:])
+    return real_qemu.build_tiny_guest().spec(work, name, lease, node)
+
+
 DRIVER_CASES = [
     DriverCase("test", _test_host("test"), _test_spec, HOST_CPUS, HOST_MEMORY_MIB),
     # Xen's domain XML (PV and HVM) on libvirt's test driver: Xen cannot run here.
@@ -55,4 +83,7 @@ DRIVER_CASES = [
                HOST_MEMORY_MIB),
     DriverCase("xen-test-hvm", _test_host("xen-test", {"guest": "hvm"}), _test_spec, HOST_CPUS,
                HOST_MEMORY_MIB),
+    DriverCase("qemu", _open_qemu_host, _qemu_spec, None, None, exact_free_memory=False,
+               unavailable=_qemu_unavailable, lease_id=real_qemu.unique_lease_id(),
+               shared_host=True, distinct_hosts=False),
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cloudctl.drivers import registry
-from cloudctl.drivers.base import VMSpec, VMState
+from cloudctl.drivers.base import LiveMigratingDriver, VMSpec, VMState
 from cloudctl.drivers.libvirt import QemuDriver, TestDriver
 
 from cloudctl.errors import BackendError, InvalidInput
@@ -37,10 +37,19 @@ def test_open_driver_keeps_the_registry_name_and_does_not_connect() -> None:
     assert QemuDriver("qemu:///system").domain_type == "qemu", "never guessed"
 
 
+def test_only_drivers_that_declare_live_migration_can_migrate(tmp_path: Path) -> None:
+    qemu = registry.open_driver("qemu", "qemu:///nonexistent", {"migrate_uri": "tcp://10.0.0.2"})
+    assert isinstance(qemu, LiveMigratingDriver) and "live-migration" in qemu.capabilities
+    test = registry.open_driver("test", f"test://{tmp_path}/node.xml")
+    assert not isinstance(test, LiveMigratingDriver) and "live-migration" not in test.capabilities
+
+
 @pytest.mark.parametrize("name, options", [
     ("qemu", {"domain_type": "xen"}),
     ("qemu", {"domian_type": "kvm"}),
     ("test", {"domain_type": "qemu"}),
+    ("qemu", {"migrate_uri": "127.0.0.1"}),
+    ("qemu", {"migrate_uri": 49152}),
 ])
 def test_bad_options_are_invalid_input(name: str, options: dict[str, object]) -> None:
     with pytest.raises(InvalidInput):

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Real libvirt + QEMU for the tests, on a Debian machine without systemd (run as root).
+#
+#   scripts/real-libvirt.sh install       install what is missing and configure, start nothing
+#   scripts/real-libvirt.sh [start]       install what is missing, configure, start virtlogd and
+#                                         libvirtd (qemu:///system) and probe QEMU once
+#   scripts/real-libvirt.sh stop          stop every daemon this script started (below too), by
+#                                         the PIDs in their pid files
+#   scripts/real-libvirt.sh status        exit 0 when qemu:///system answers
+#   scripts/real-libvirt.sh session-start start the two unprivileged session libvirtds that
+#                                         the live-migration tests migrate between; prints
+#                                         one URI per line
+#   scripts/real-libvirt.sh session-stop  stop them by PID
+#
+# Idempotent: `start` on a machine where everything runs only checks. Nothing is installed
+# from libvirt-daemon-system: it pulls in systemd, so its setup is done here by hand.
+set -euo pipefail
+
+RUN_DIR=/run/cloudctl-test
+LIBVIRTD_PID=/run/libvirtd.pid
+VIRTLOGD_PID=/run/virtlogd.pid
+SESSION_USERS=(cloudctl-mig0 cloudctl-mig1)
+SESSION_HOME=/var/lib/cloudctl-test
+PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
+          busybox-static)
+
+say() { echo "real-libvirt: $*" >&2; }
+
+need_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        say "must run as root (it installs packages and starts libvirtd)"
+        exit 1
+    fi
+}
+
+install_packages() {
+    local missing=() pkg
+    for pkg in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        2> >(grep -v '^debconf: delaying package configuration' >&2)
+}
+
+configure() {
+    # What libvirt-daemon-system's maintainer scripts would have done.
+    id libvirt-qemu >/dev/null 2>&1 \
+        || useradd --system --no-create-home --home-dir /var/lib/libvirt --shell /usr/sbin/nologin \
+            libvirt-qemu
+    mkdir -p /etc/libvirt /var/log/libvirt/qemu /var/lib/libvirt/qemu "$RUN_DIR"
+    local conf=/etc/libvirt/qemu.conf
+    local want='# Written by cloudctl scripts/real-libvirt.sh: QEMU runs as root, no sVirt labels.
+user = "root"
+group = "root"
+security_driver = "none"'
+    if [ ! -f "$conf" ] || [ "$(cat "$conf")" != "$want" ]; then
+        printf '%s\n' "$want" >"$conf"
+    fi
+}
+
+# A PID from a pid file, printed when that process still runs.
+live_pid() {
+    local file=$1 pid
+    [ -s "$file" ] || return 1
+    pid=$(cat "$file")
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+# Wait until `virsh -c URI` answers (the daemon has its socket up), at most $2 seconds.
+wait_for() {
+    local uri=$1 limit=$2 i
+    for ((i = 0; i < limit * 10; i++)); do
+        virsh -q -c "$uri" version >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+start_system() {
+    need_root
+    install_packages
+    configure
+    if ! live_pid "$VIRTLOGD_PID" >/dev/null; then
+        virtlogd -d --pid-file "$VIRTLOGD_PID"
+    fi
+    if ! live_pid "$LIBVIRTD_PID" >/dev/null; then
+        # A libvirtd someone started with another pid file holds the socket: use that one.
+        if ! virsh -q -c qemu:///system version >/dev/null 2>&1; then
+            libvirtd -d --pid-file "$LIBVIRTD_PID"
+        fi
+    fi
+    if ! wait_for qemu:///system 30; then
+        say "libvirtd did not answer on qemu:///system within 30 s"
+        exit 1
+    fi
+    # The first use probes QEMU's capabilities (~8 s on a fresh machine, cached afterwards);
+    # pay it here rather than inside the first test.
+    virsh -q -c qemu:///system domcapabilities --virttype qemu >/dev/null
+}
+
+stop_pid_file() {
+    local file=$1 name=$2 pid i
+    pid=$(live_pid "$file") || { rm -f "$file"; return 0; }
+    kill "$pid"
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || { rm -f "$file"; return 0; }
+        sleep 0.1
+    done
+    say "$name (PID $pid) did not stop within 10 s"
+    return 1
+}
+
+stop_system() {
+    stop_pid_file "$LIBVIRTD_PID" libvirtd
+    stop_pid_file "$VIRTLOGD_PID" virtlogd
+}
+
+# -- two session libvirtds, one per unprivileged user, for live migration ------------------
+
+session_runtime() { echo "$RUN_DIR/$1"; }
+session_uri() { echo "qemu+unix:///session?socket=$(session_runtime "$1")/libvirt/libvirt-sock"; }
+
+session_env() {
+    local user=$1 home=$SESSION_HOME/$1
+    echo "HOME=$home" "USER=$user" "XDG_RUNTIME_DIR=$(session_runtime "$user")" \
+        "XDG_CONFIG_HOME=$home/.config" "XDG_CACHE_HOME=$home/.cache" "PATH=/usr/sbin:/usr/bin:/bin"
+}
+
+configure_session() {
+    local user=$1 home=$SESSION_HOME/$1 runtime
+    runtime=$(session_runtime "$user")
+    id "$user" >/dev/null 2>&1 \
+        || useradd --system --home-dir "$home" --shell /usr/sbin/nologin "$user"
+    mkdir -p "$home/.config/libvirt" "$home/.cache" "$runtime"
+    # Migration refuses a destination with the source's host UUID; both share the machine's.
+    local uuid_file=$home/.config/libvirt/host-uuid
+    [ -s "$uuid_file" ] || cat /proc/sys/kernel/random/uuid >"$uuid_file"
+    printf 'host_uuid = "%s"\n' "$(cat "$uuid_file")" >"$home/.config/libvirt/libvirtd.conf"
+    # Serial logs go straight to their files: no session virtlogd to spawn and leave behind.
+    printf 'stdio_handler = "file"\n' >"$home/.config/libvirt/qemu.conf"
+    chown -R "$user:" "$home" "$runtime"
+    chmod 700 "$runtime"
+}
+
+start_sessions() {
+    need_root
+    start_system >/dev/null  # the packages, and a probe cache the sessions do not share
+    local user
+    for user in "${SESSION_USERS[@]}"; do
+        configure_session "$user"
+        local runtime pid_file
+        runtime=$(session_runtime "$user")
+        pid_file=$runtime/libvirtd.pid
+        if ! live_pid "$pid_file" >/dev/null; then
+            # shellcheck disable=SC2046 # word splitting of the environment is intended
+            runuser -u "$user" -- env -i $(session_env "$user") \
+                libvirtd -d --pid-file "$pid_file"
+        fi
+    done
+    for user in "${SESSION_USERS[@]}"; do
+        if ! wait_for "$(session_uri "$user")" 30; then
+            say "session libvirtd of $user did not answer within 30 s"
+            exit 1
+        fi
+    done
+    # Probe both QEMU capability caches at once (each ~8 s the first time).
+    local probes=()
+    for user in "${SESSION_USERS[@]}"; do
+        virsh -q -c "$(session_uri "$user")" domcapabilities --virttype qemu >/dev/null &
+        probes+=($!)
+    done
+    for pid in "${probes[@]}"; do wait "$pid"; done
+    for user in "${SESSION_USERS[@]}"; do session_uri "$user"; done
+}
+
+stop_sessions() {
+    local user status=0
+    for user in "${SESSION_USERS[@]}"; do
+        stop_pid_file "$(session_runtime "$user")/libvirtd.pid" "session libvirtd of $user" \
+            || status=1
+    done
+    return "$status"
+}
+
+case "${1:-start}" in
+    install) need_root; install_packages; configure ;;
+    start) start_system ;;
+    stop) stop_sessions; stop_system ;;
+    status) virsh -q -c qemu:///system version >/dev/null 2>&1 ;;
+    session-start) start_sessions ;;
+    session-stop) stop_sessions ;;
+    session-users) printf '%s\n' "${SESSION_USERS[@]}" ;;
+    *)
+        say "unknown command ${1:-} (install, start, stop, status, session-start, session-stop)"
+        exit 2
+        ;;
+esac
