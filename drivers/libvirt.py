@@ -417,6 +417,9 @@ class QemuDriver(LibvirtDriver):
         with self._session(mutates=True), self._errors(operation):
             dest = libvirt.open(dest_uri)
             try:
+                if _host_uuid(dest) == _host_uuid(self._connection()):
+                    # Else the domain "there" would be this very one, and a no-op a lie.
+                    raise self._fail(operation, "the destination is this same libvirtd")
                 there = self._lookup_on(dest, name)
                 here = self._lookup(name)
                 if there is not None and self._is_active(there):
@@ -438,6 +441,11 @@ class QemuDriver(LibvirtDriver):
                     dest.close()
                 except libvirt.libvirtError:
                     pass
+
+
+def _host_uuid(conn: Any) -> str:
+    """The host UUID a libvirtd reports (session daemons on one machine get distinct ones)."""
+    return ET.fromstring(conn.getCapabilities()).findtext("host/uuid", default="")
 
 
 # -- libvirt's test driver, persisted in its node file -----------------------------------------

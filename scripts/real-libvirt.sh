@@ -26,6 +26,25 @@ PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-
 
 say() { echo "real-libvirt: $*" >&2; }
 
+# Run a daemon with no file descriptor but stdin/stdout/stderr: it outlives this script, and a
+# pipe it inherited (a CI runner's, say) would never see its end of file.
+detached() {
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+        done
+        exec "$@"
+    )
+}
+
+# libvirtd on one CPU. It caches QEMU's capabilities (an ~8 s probe) keyed on the host's CPUID,
+# which here differs from one CPU to the next, so an unpinned daemon re-probes at every other
+# restart. The QEMUs it starts still get every CPU: libvirt sets their affinity itself.
+pinned() {
+    if command -v taskset >/dev/null 2>&1; then detached taskset -c 0 "$@"; else detached "$@"; fi
+}
+
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then
         say "must run as root (it installs packages and starts libvirtd)"
@@ -86,12 +105,12 @@ start_system() {
     install_packages
     configure
     if ! live_pid "$VIRTLOGD_PID" >/dev/null; then
-        virtlogd -d --pid-file "$VIRTLOGD_PID"
+        detached virtlogd -d --pid-file "$VIRTLOGD_PID"
     fi
     if ! live_pid "$LIBVIRTD_PID" >/dev/null; then
         # A libvirtd someone started with another pid file holds the socket: use that one.
         if ! virsh -q -c qemu:///system version >/dev/null 2>&1; then
-            libvirtd -d --pid-file "$LIBVIRTD_PID"
+            pinned libvirtd -d --pid-file "$LIBVIRTD_PID"
         fi
     fi
     if ! wait_for qemu:///system 30; then
@@ -103,21 +122,31 @@ start_system() {
     virsh -q -c qemu:///system domcapabilities --virttype qemu >/dev/null
 }
 
-stop_pid_file() {
-    local file=$1 name=$2 pid i
-    pid=$(live_pid "$file") || { rm -f "$file"; return 0; }
-    kill "$pid"
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$file"; return 0; }
-        sleep 0.1
+# Stop the daemons whose pid files are given (SIGTERM to all, then wait for each).
+stop_pid_files() {
+    local file pid pids=() i status=0
+    for file in "$@"; do
+        if pid=$(live_pid "$file"); then
+            kill "$pid"
+            pids+=("$pid")
+        fi
     done
-    say "$name (PID $pid) did not stop within 10 s"
-    return 1
+    for pid in "${pids[@]}"; do
+        for ((i = 0; i < 100; i++)); do
+            kill -0 "$pid" 2>/dev/null || continue 2
+            sleep 0.1
+        done
+        say "daemon PID $pid did not stop within 10 s"
+        status=1
+    done
+    if [ "$status" -eq 0 ]; then rm -f "$@"; fi
+    return "$status"
 }
 
 stop_system() {
-    stop_pid_file "$LIBVIRTD_PID" libvirtd
-    stop_pid_file "$VIRTLOGD_PID" virtlogd
+    # libvirtd first: it talks to virtlogd until it exits.
+    stop_pid_files "$LIBVIRTD_PID"
+    stop_pid_files "$VIRTLOGD_PID"
 }
 
 # -- two session libvirtds, one per unprivileged user, for live migration ------------------
@@ -158,7 +187,7 @@ start_sessions() {
         pid_file=$runtime/libvirtd.pid
         if ! live_pid "$pid_file" >/dev/null; then
             # shellcheck disable=SC2046 # word splitting of the environment is intended
-            runuser -u "$user" -- env -i $(session_env "$user") \
+            pinned runuser -u "$user" -- env -i $(session_env "$user") \
                 libvirtd -d --pid-file "$pid_file"
         fi
     done
@@ -179,12 +208,11 @@ start_sessions() {
 }
 
 stop_sessions() {
-    local user status=0
+    local user files=()
     for user in "${SESSION_USERS[@]}"; do
-        stop_pid_file "$(session_runtime "$user")/libvirtd.pid" "session libvirtd of $user" \
-            || status=1
+        files+=("$(session_runtime "$user")/libvirtd.pid")
     done
-    return "$status"
+    stop_pid_files "${files[@]}"
 }
 
 case "${1:-start}" in

@@ -10,9 +10,22 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from cloudctl.drivers.base import HypervisorDriver, LiveMigratingDriver, VMState
 from cloudctl.drivers.registry import open_driver
 from real_qemu import MIGRATE_URI, TinyGuest, ticks, wait_for_tick
+
+from cloudctl.errors import BackendError
+
+
+def persistent(uri: str, name: str) -> bool:
+    import libvirt
+
+    conn = libvirt.open(uri)
+    try:
+        return bool(conn.lookupByName(name).isPersistent())
+    finally:
+        conn.close()
 
 
 def assert_counts_without_a_restart(log: Path) -> list[int]:
@@ -44,16 +57,16 @@ def test_save_and_restore_keep_the_guest_counting(
     spec = tiny_guest.spec(tmp_path, f"cloudctl-{vm_lease}-0", vm_lease)
     log, image = Path(str(spec.serial_log)), tmp_path / "vm.save"
     qemu_host.create(spec)
-    wait_for_tick(log, 2)
+    wait_for_tick(log, 1)
     qemu_host.suspend(spec.name, str(image))
     assert qemu_host.state(spec.name) is VMState.SHUTOFF
     frozen = ticks(log)
-    time.sleep(1.0)  # two ticks' time
+    time.sleep(0.7)  # more than a tick's time
     assert ticks(log) == frozen, "a saved guest must not run"
 
     qemu_host.resume(spec.name, str(image))
     assert qemu_host.state(spec.name) is VMState.RUNNING
-    wait_for_tick(log, frozen[-1] + 2)
+    wait_for_tick(log, frozen[-1] + 1)
     assert_counts_without_a_restart(log)
 
 
@@ -78,10 +91,12 @@ def test_live_migration_between_two_daemons_keeps_the_guest_counting(
 
         source.migrate(spec.name, dest_uri, live=True)  # there already: a no-op
         assert dest.state(spec.name) is VMState.RUNNING
-        # Defined on the destination: it can be saved and restored there.
-        dest.suspend(spec.name, str(shared_dir / "vm.save"))
-        dest.resume(spec.name, str(shared_dir / "vm.save"))
-        assert dest.state(spec.name) is VMState.RUNNING
+        # A VM that is nowhere, and a "migration" onto the daemon it is on: one-line errors.
+        for caller, bad_name in ((source, "cloudctl-404-0"), (dest, spec.name)):
+            with pytest.raises(BackendError) as err:
+                caller.migrate(bad_name, dest_uri, live=True)
+            assert "\n" not in str(err.value) and bad_name in str(err.value)
+        assert persistent(dest_uri, spec.name), "defined on the destination, not transient"
     finally:
         for driver in (source, dest):
             driver.destroy(spec.name)
