@@ -8,7 +8,9 @@ noisy shared machine:
 - AR admission decisions against 1,000 and 2,000 hosts holding 10,000 and 20,000 leases;
 - the operating CLI end to end (subprocess wall time): `cloudctl --version`, `lease list
   --json` over 10,000 leases, and `lease request --type ar` against 1,000 hosts and 10,000
-  live reservations (stores filled through the store and the scheduler, not the CLI).
+  live reservations (stores filled through the store and the scheduler, not the CLI);
+- image transfer over SSH to a real sshd in a network namespace (tests/sshd.py; loopback when
+  namespaces are unavailable): connect, exec, 1 MiB and 64 MiB SFTP puts, a cache hit.
 
 `--only NAME` runs the benchmarks whose name contains NAME (e.g. `--only cli`).
 """
@@ -290,13 +292,66 @@ def ar_request_bench(tmp: Path, repeat: int, n_hosts: int = 1000,
             "store_build_s": round(build_s, 1)}
 
 
+# -- image transfer over SSH --------------------------------------------------------------------
+
+def ssh_transfer_bench(tmp: Path, repeat: int) -> list[dict[str, object]]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from cloudctl.drivers.image_cache import open_image_cache, sha256_of
+    from cloudctl.drivers.ssh import SSHConnection, SSHTarget
+    from sshd import start_network, stop_network
+
+    net = start_network(tmp / "sshnet", count=1)
+    try:
+        host = net.hosts[0]
+        target = SSHTarget.parse(host.target, host.options())
+        connects, execs = [], []
+        for _ in range(max(repeat, 5)):
+            with SSHConnection(target) as conn:
+                conn.connect()
+                connects.append(conn.connect_seconds or 0.0)
+                started = time.perf_counter()
+                conn.exec("true")
+                execs.append(time.perf_counter() - started)
+        rows: list[dict[str, object]] = [
+            {"bench": f"ssh: connect ({net.mode})", "runs": len(connects),
+             "median_ms": round(statistics.median(connects) * 1000, 1),
+             "network_setup_s": round(net.setup_seconds, 2)},
+            {"bench": "ssh: exec `true`", "runs": len(execs),
+             "median_ms": round(statistics.median(execs) * 1000, 1)}]
+        for mib in (1, 64):
+            path = tmp / f"image-{mib}.qcow2"
+            path.write_bytes(os.urandom(mib << 20))
+            walls = []
+            with SSHConnection(target) as conn:
+                conn.connect()
+                for i in range(max(repeat, 3)):
+                    started = time.perf_counter()
+                    conn.put(path, f"{host.image_dir}/put-{mib}-{i}")
+                    walls.append(time.perf_counter() - started)
+            wall = statistics.median(walls)
+            rows.append({"bench": f"ssh: SFTP put {mib} MiB", "runs": len(walls),
+                         "median_ms": round(wall * 1000, 1),
+                         "mib_per_s": round(mib / wall, 1)})
+        sha = sha256_of(path)
+        with open_image_cache(host.target, host.options(progress=False)) as cache:
+            cache.ensure("bench", path, sha, path.stat().st_size)
+            hits = [cache.ensure("bench", path, sha, path.stat().st_size).seconds
+                    for _ in range(max(repeat, 5))]
+        rows.append({"bench": "ssh: image cache hit (64 MiB image)", "runs": len(hits),
+                     "median_ms": round(statistics.median(hits) * 1000, 1)})
+        return rows
+    finally:
+        stop_network(net)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one run each, smaller AR bench")
     parser.add_argument("--json", action="store_true", help="print results as JSON lines")
     parser.add_argument("--only", metavar="NAME",
                         help="run only the benchmarks whose name contains NAME "
-                             "(kth, reference, blue, admission, cli, version, list, request)")
+                             "(kth, reference, blue, admission, cli, version, list, request, "
+                             "ssh)")
     args = parser.parse_args()
     repeat = 1 if args.quick else 3
 
@@ -336,6 +391,8 @@ def main() -> None:
             results.append(lease_list_bench(Path(tmp), cli_repeat))
         if wanted("cli", "request"):
             results.append(ar_request_bench(Path(tmp), cli_repeat))
+        if wanted("ssh"):
+            results.extend(ssh_transfer_bench(Path(tmp), repeat))
     machine = {"machine": platform.node(), "python": platform.python_version(),
                "cpus": os.cpu_count(), "platform": platform.platform()}
     if args.json:

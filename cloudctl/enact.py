@@ -18,10 +18,25 @@ from typing import TYPE_CHECKING, Any
 from cloudctl.config import Settings
 from cloudctl.errors import BackendError, CloudctlError
 from cloudctl.store.db import Store
-from cloudctl.store.records import EventRecord, HostRecord, VMRecord
+from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, TransferRecord, VMRecord
 
 if TYPE_CHECKING:
-    from cloudctl.drivers.base import HypervisorDriver
+    from cloudctl.drivers.base import HypervisorDriver, VMSpec
+    from cloudctl.drivers.storage import LocalStorage, RemoteStorage
+
+
+def vm_spec(vm: VMRecord, image: ImageRecord | None, logs: Path | None = None) -> VMSpec:
+    """What a driver is asked to create for `vm` (its own disk made from `image`, if any, and
+    the image's kernel); `vm export` shows the same."""
+    from cloudctl.drivers.base import VMSpec
+
+    boot = image.boot if image is not None else {}
+    return VMSpec(name=vm.name, cpus=vm.cpus, memory_mib=vm.memory_mib, lease_id=vm.lease_id,
+                  node=vm.node, disk_path=vm.disk_path if image is not None else None,
+                  disk_format=image.format if image is not None else "qcow2",
+                  serial_log=str(logs / f"{vm.name}.log") if logs is not None else None,
+                  kernel=boot.get("kernel"), initrd=boot.get("initrd"),
+                  cmdline=boot.get("cmdline"))
 
 
 class DriverPool:
@@ -30,6 +45,7 @@ class DriverPool:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._open: dict[str, HypervisorDriver] = {}
+        self._storage: dict[str, LocalStorage | RemoteStorage] = {}
 
     def get(self, host: HostRecord) -> HypervisorDriver:
         driver = self._open.get(host.name)
@@ -40,13 +56,26 @@ class DriverPool:
             self._open[host.name] = driver
         return driver
 
+    def storage(self, host: HostRecord) -> LocalStorage | RemoteStorage:
+        """Where `host`'s VM disks are made: over SSH for a host with an `ssh` option, else
+        the local filesystem (shared by local hosts)."""
+        from cloudctl.drivers.storage import LocalStorage, RemoteStorage
+
+        found = self._storage.get(host.name)
+        if found is None:
+            found = (RemoteStorage(host.options) if host.options.get("ssh")
+                     else LocalStorage(self.settings.state_dir))
+            self._storage[host.name] = found
+        return found
+
     def close(self) -> None:
-        for driver in self._open.values():
+        for opened in [*self._open.values(), *self._storage.values()]:
             try:
-                driver.close()
+                opened.close()
             except CloudctlError:
                 pass
         self._open.clear()
+        self._storage.clear()
 
 
 @dataclass
@@ -58,11 +87,14 @@ class EnactReport:
     unowned: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unreachable: list[str] = field(default_factory=list)
+    lost_hosts: dict[str, str] = field(default_factory=dict)  # host -> why it is in error
+    recovered_hosts: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"done": self.done, "failed": self.failed, "waiting": self.waiting,
                 "failed_leases": sorted(self.exhausted), "unowned": self.unowned,
-                "missing": self.missing, "unreachable": self.unreachable}
+                "missing": self.missing, "unreachable": self.unreachable,
+                "hosts_lost": sorted(self.lost_hosts), "hosts_back": self.recovered_hosts}
 
 
 class Enactor:
@@ -73,6 +105,8 @@ class Enactor:
         self.pool = pool
         self.now = now
         self.saves = settings.state_dir / "saves"
+        self.logs = settings.state_dir / "logs"
+        self._live: list[VMRecord] = []
 
     # -- reconciliation ------------------------------------------------------------------
 
@@ -88,13 +122,15 @@ class Enactor:
                 by_host.setdefault(vm.host, {})[vm.name] = vm
         known = {vm.name for vm in vms}
         for host in hosts:
-            if host.status != "ok":
-                continue
             try:
                 domains = self.pool.get(host).list_vms()
             except CloudctlError as error:
                 report.unreachable.append(f"{host.name}: {error}")
+                if host.status == "ok":
+                    report.lost_hosts[host.name] = f"host {host.name} stopped answering: {error}"
                 continue
+            if host.status != "ok":
+                report.recovered_hosts.append(host.name)
             mine = by_host.get(host.name, {})
             for name, vm in mine.items():
                 self._reconcile_vm(vm, domains.get(name), report)
@@ -126,9 +162,13 @@ class Enactor:
         with self.store.read():
             hosts = {h.name: h for h in self.store.hosts()}
             vms = self.store.vms(lease_id=lease_id, live=True)
+            # Images these VMs use stay in their hosts' caches (never evicted under them).
+            self._live = vms if lease_id is None else self.store.vms(live=True)
             images = {i.name: i for i in self.store.images()}
         now = self.now()
-        for vm in vms:
+        # Stops and suspensions first: what starts or resumes in this tick may need the room
+        # they free on the same host (a host is never over-committed, even for a moment).
+        for vm in sorted(vms, key=lambda v: v.want == "running"):
             if vm.state == vm.want and vm.old_host is None:
                 continue
             if vm.retry_at is not None and vm.retry_at > now:
@@ -136,17 +176,26 @@ class Enactor:
                 continue
             if vm.old_host is not None:
                 moved_from, old = vm.old_host, hosts.get(vm.old_host)
-                try:
-                    if old is not None:
-                        self.pool.get(old).destroy(vm.name)
-                except CloudctlError as error:
-                    self._failed(vm, vm.state, error, report)
-                    continue
-                vm.old_host = None
-                if vm.state == vm.want:
-                    self._done(vm, vm.state, f"left {moved_from}", report)
-                    continue
+                if old is not None and old.status != "ok":
+                    # Fenced: what is left of it there is destroyed when the host is back.
+                    report.waiting.append(f"{vm.name}: left on {old.name}, which is in error")
+                    if vm.state == vm.want:
+                        continue
+                else:
+                    try:
+                        if old is not None:
+                            self.pool.get(old).destroy(vm.name)
+                    except CloudctlError as error:
+                        self._failed(vm, vm.state, error, report)
+                        continue
+                    vm.old_host = None
+                    if vm.state == vm.want:
+                        self._done(vm, vm.state, f"left {moved_from}", report)
+                        continue
             host = hosts.get(vm.host or "")
+            if host is not None and host.status != "ok":
+                report.waiting.append(f"{vm.name}: to be {vm.want}; {host.name} is in error")
+                continue
             if host is None:
                 if vm.want == "gone":
                     self._done(vm, "gone", "its host is gone", report)
@@ -168,6 +217,8 @@ class Enactor:
             else:
                 driver.destroy(vm.name)
             self._drop_save(vm)
+            self.pool.storage(host).remove_disk(vm.name, vm.disk_path)
+            vm.disk_path = None
             return "gone"
         if want == "suspended":
             # A memory image already there is a suspend that a killed tick did not record.
@@ -183,14 +234,27 @@ class Enactor:
             driver.resume(vm.name, vm.save_path)
             self._drop_save(vm)
             return "running"
-        from cloudctl.drivers.base import VMSpec
-
         image = images.get(vm.image or "")
-        driver.create(VMSpec(name=vm.name, cpus=vm.cpus, memory_mib=vm.memory_mib,
-                             lease_id=vm.lease_id, node=vm.node,
-                             disk_path=image.path if image else None,
-                             disk_format=image.format if image else "qcow2"))
+        if image is not None:
+            # Its path is derived from the VM's name: a disk made by a killed tick is reused,
+            # or removed when the lease ends, even though it was never recorded.
+            pinned = {v.image for v in self._live if v.host == host.name and v.image}
+            vm.disk_path, sent = self.pool.storage(host).disk(vm.name, image, pinned)
+            if sent is not None:
+                self._record_transfer(image, host, sent, self.now())
+        self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+        driver.create(vm_spec(vm, image, self.logs))
         return "running"
+
+    def _record_transfer(self, image: ImageRecord, host: HostRecord, sent: Any,
+                         at: int) -> None:
+        from cloudctl.scheduler.timing import transfer_time
+
+        planned = transfer_time(image.size_mib, self.settings.scheduler.bandwidth)
+        with self.store.write():
+            self.store.add_transfer(TransferRecord(at, image.name, host.name, sent.bytes,
+                                                   float(planned), round(sent.seconds, 3),
+                                                   reused=not sent.transferred))
 
     def _drop_save(self, vm: VMRecord) -> None:
         if vm.save_path:

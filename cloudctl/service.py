@@ -6,7 +6,6 @@ A command body in the CLI is: parse, call one method here, render what it return
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 import time
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloudctl.config import DEFAULT_CONFIG, Settings
 from cloudctl.enact import DriverPool, Enactor, EnactReport
-from cloudctl.errors import Conflict, InvalidInput, Unsatisfiable
+from cloudctl.errors import CloudctlError, Conflict, InvalidInput, Unsatisfiable
 from cloudctl.store.db import Store
 from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, LeaseRecord, VMRecord
 
@@ -141,7 +140,8 @@ class Cloud:
     # -- hosts -----------------------------------------------------------------------------
 
     def add_host(self, name: str, cpus: int, memory_mib: int, disk_gib: int | None,
-                 driver: str | None, uri: str | None) -> HostRecord:
+                 driver: str | None, uri: str | None,
+                 options: dict[str, Any] | None = None) -> HostRecord:
         from cloudctl.drivers.registry import available, default_uri
 
         check_name("host", name)
@@ -158,22 +158,47 @@ class Cloud:
         if uri is None:
             uri = default_uri(driver, name, cpus, memory_mib, self.settings.state_dir)
         host = HostRecord(name, cpus, memory_mib, (disk_gib or DEFAULT_DISK_GIB) * 1024,
-                          driver, uri, added_at=self.clock())
+                          driver, uri, added_at=self.clock(), options=dict(options or {}))
         # Refuse a host we cannot reach; asked before the store is locked, since a remote
         # hypervisor may take its time to answer.
         self.pool.get(host).host_info()
+        if host.options.get("ssh"):
+            storage = self.pool.storage(host)
+            storage.check()  # type: ignore[union-attr]
         with self.store.write():
             self.store.add_host(host)
             self.store.add_events([EventRecord(host.added_at, f"host {name}", None, "enabled",
                                                f"added ({driver} {uri})")])
         return host
 
-    def hosts(self) -> list[dict[str, Any]]:
+    def hosts(self, probe: bool = False) -> list[dict[str, Any]]:
         with self.store.read():
             hosts = self.store.hosts()
             vms = self.store.vms(live=True)
             leases = self.store.leases(live=True)
-        return [self._host_view(h, vms, leases) for h in hosts]
+        views = [self._host_view(h, vms, leases) for h in hosts]
+        if probe and hosts:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # Asked in parallel: one slow hypervisor must not hold up the whole list.
+            with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
+                for view, found in zip(views, pool.map(self._probe, hosts)):
+                    view["hypervisor"] = found
+        return views
+
+    def _probe(self, host: HostRecord) -> dict[str, Any]:
+        """What the host's hypervisor reports now; a dead host is shown, not raised."""
+        from cloudctl.drivers.registry import open_driver
+
+        driver = open_driver(host.driver, host.uri, self.settings.drivers.get(host.driver))
+        try:
+            info = driver.host_info()
+            return {"cpus": info.cpus, "memory_mib": info.memory_mib,
+                    "free_memory_mib": info.free_memory_mib, "running_vms": info.running_vms}
+        except CloudctlError as error:
+            return {"error": str(error)}
+        finally:
+            driver.close()
 
     def _host_view(self, host: HostRecord, vms: list[VMRecord],
                    leases: list[LeaseRecord]) -> dict[str, Any]:
@@ -181,6 +206,7 @@ class Cloud:
         running = [vm for vm in mine if vm.state == "running"]
         return {"name": host.name, "cpus": host.cpus, "memory_mib": host.memory_mib,
                 "disk_mib": host.disk_mib, "driver": host.driver, "uri": host.uri,
+                "options": host.options,
                 "enabled": host.enabled, "status": host.status,
                 "status_reason": host.status_reason,
                 "vms_running": len(running),
@@ -199,13 +225,7 @@ class Cloud:
         view["vms"] = [vm.name for vm in vms if vm.host == name]
         view["events"] = [_event(e) for e in events]
         if probe:
-            try:
-                info = self.pool.get(host).host_info()
-                view["hypervisor"] = {"cpus": info.cpus, "memory_mib": info.memory_mib,
-                                      "free_memory_mib": info.free_memory_mib,
-                                      "running_vms": info.running_vms}
-            except Exception as error:  # a dead host is something to show, not to crash on
-                view["hypervisor"] = {"error": str(error)}
+            view["hypervisor"] = self._probe(host)
         return view
 
     def set_host_enabled(self, name: str, enabled: bool) -> HostRecord:
@@ -221,14 +241,38 @@ class Cloud:
                     s.settle()  # queued leases may fit now
         return host
 
+    def _host_users(self, name: str) -> list[int]:
+        """Live leases placed on the host, or suspended with their memory there."""
+        return sorted({lease.id for lease in self.store.leases(live=True)
+                       if name in lease.hosts or name in lease.history.get("last_hosts", [])})
+
+    def _host_status(self, s: Session, lost: dict[str, str], back: list[str]) -> None:
+        """Hosts that stopped answering go into error and their leases are handled like a
+        drain (best-effort re-queued, AR re-placed or failed); hosts that answer again are
+        back in service."""
+        assert s.scheduler is not None
+        for name, reason in lost.items():
+            host = self.store.host(name)
+            host.status, host.status_reason = "error", reason
+            self.store.update_host(host)
+            s.events.append(EventRecord(s.now, f"host {name}", "ok", "error", reason))
+            s.scheduler.table.set_enabled(s.names.index(name), False)
+            for lease_id in self._host_users(name):
+                s.scheduler.evict(lease_id, s.now, f"host {name} in error")
+        for name in back:
+            host = self.store.host(name)
+            host.status, host.status_reason = "ok", ""
+            self.store.update_host(host)
+            s.events.append(EventRecord(s.now, f"host {name}", "error", "ok", "answers again"))
+            s.scheduler.table.set_enabled(s.names.index(name), host.enabled)
+        s.settle()
+
     def remove_host(self, name: str, force: bool) -> dict[str, Any]:
         """Refuse while leases use the host; with force, drain it first: its VMs are stopped
         and its leases re-queued (best-effort) or re-placed / failed (AR, IM)."""
         with self.store.read():
             host = self.store.host(name)
-            users = sorted({lease.id for lease in self.store.leases(live=True)
-                            if name in lease.hosts
-                            or name in lease.history.get("last_hosts", [])})
+            users = self._host_users(name)
             vms = self.store.vms(host=name, live=True)
         if users and not force:
             raise Conflict(f"host {name} has live lease(s) {', '.join(map(str, users))}; "
@@ -238,11 +282,12 @@ class Cloud:
             if vm.state != "gone":
                 try:
                     self.pool.get(host).destroy(vm.name)
+                    self.pool.storage(host).remove_disk(vm.name, vm.disk_path)
                 except Exception as error:
                     stopped.append(f"{vm.name}: not stopped ({error})")
                     continue
                 stopped.append(vm.name)
-                vm.state, vm.save_path = "gone", None
+                vm.state, vm.save_path, vm.disk_path = "gone", None, None
                 vm.updated_at = self.clock()
                 with self.store.write():
                     self.store.record_vm_result(vm)
@@ -266,29 +311,40 @@ class Cloud:
 
     # -- images ----------------------------------------------------------------------------
 
-    def add_image(self, name: str, path: Path, fmt: str | None) -> ImageRecord:
+    def add_image(self, name: str, path: Path, fmt: str | None, link: bool = False,
+                  kernel: Path | None = None, initrd: Path | None = None,
+                  cmdline: str | None = None) -> ImageRecord:
+        """Copy (or link) the image, and a kernel and initrd to boot it with, into the
+        repository; recorded only once every file is in place."""
+        from cloudctl.drivers.storage import import_file, import_image
+
         check_name("image", name)
-        path = path.expanduser().absolute()
-        if not path.is_file():
-            raise InvalidInput(f"--path {path}: no such file")
-        with open(path, "rb") as f:
-            head = f.read(4)
-        detected = "qcow2" if head == b"QFI\xfb" else "raw"
-        fmt = fmt or detected
-        if fmt not in ("qcow2", "raw"):
-            raise InvalidInput(f"--format must be qcow2 or raw, got {fmt!r}")
-        if fmt == "qcow2" and detected != "qcow2":
-            raise InvalidInput(f"{path} is not a qcow2 image (no QFI magic)")
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        image = ImageRecord(name, str(path), fmt, path.stat().st_size, digest.hexdigest(),
-                            added_at=self.clock())
+        if (initrd or cmdline) and not kernel:
+            raise InvalidInput("--initrd and --cmdline need --kernel")
+        with self.store.read():
+            if any(i.name == name for i in self.store.images()):
+                raise Conflict(f"an image named {name!r} already exists")
+        boot_files = {key: file.expanduser().absolute()
+                      for key, file in (("kernel", kernel), ("initrd", initrd)) if file}
+        for key, file in boot_files.items():
+            if not file.is_file():
+                raise InvalidInput(f"--{key} {file}: no such file")
+        repository = self.settings.state_dir / "images"
+        source = path.expanduser().absolute()
+        imported = import_image(source, repository, name, fmt, link)
+        boot = {key: str(import_file(file, repository, f"{name}.{key}", link)[0])
+                for key, file in boot_files.items()}
+        if cmdline:
+            boot["cmdline"] = cmdline
+        image = ImageRecord(name, imported.path, imported.format, imported.size_bytes,
+                            imported.sha256, added_at=self.clock(), boot=boot,
+                            source=str(source))
+        how = "linked" if link else "copied"
         with self.store.write():
             self.store.add_image(image)
-            self.store.add_events([EventRecord(image.added_at, f"image {name}", None, "added",
-                                               f"{fmt}, {image.size_bytes} bytes from {path}")])
+            self.store.add_events([EventRecord(
+                image.added_at, f"image {name}", None, "added",
+                f"{image.format}, {image.size_bytes} bytes {how} from {source}")])
         return image
 
     def images(self) -> list[ImageRecord]:
@@ -300,6 +356,9 @@ class Cloud:
             return self.store.image(name)
 
     def remove_image(self, name: str) -> ImageRecord:
+        """Forget an image and delete its repository files (a linked original is kept)."""
+        from cloudctl.drivers.storage import remove_files
+
         with self.store.write():
             image = self.store.image(name)
             users = self.store.image_in_use(name)
@@ -309,7 +368,53 @@ class Cloud:
             self.store.remove_image(name)
             self.store.add_events([EventRecord(self.clock(), f"image {name}", "added",
                                                "removed", "removed by user")])
+        repository = self.settings.state_dir / "images"
+        remove_files(*(p for p in (image.path, *image.boot.values())
+                       if Path(p).parent == repository))
         return image
+
+    def image_stats(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Per image and host: transfers planned against measured, and cache reuse."""
+        with self.store.read():
+            if name is not None:
+                self.store.image(name)
+            transfers = self.store.transfers(name)
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for t in transfers:
+            row = rows.setdefault((t.image, t.host), {
+                "image": t.image, "host": t.host, "transfers": 0, "reused": 0, "bytes": 0,
+                "planned_s": 0.0, "actual_s": 0.0})
+            if t.reused:
+                row["reused"] += 1
+                continue
+            row["transfers"] += 1
+            row["bytes"] += t.bytes
+            row["planned_s"] += t.planned_s
+            row["actual_s"] += t.actual_s
+        for row in rows.values():
+            row["planned_s"] = round(row["planned_s"], 3)
+            row["actual_s"] = round(row["actual_s"], 3)
+        return list(rows.values())
+
+    def template_defaults(self, path: Path, find_image: bool = True) -> dict[str, Any]:
+        """Lease defaults from a Xen xl.cfg: cpus, memory, name, and the registered image
+        whose file (or original) is the template's first disk."""
+        from cloudctl.drivers.xlconvert import template_from_xl
+
+        template = template_from_xl(str(path))
+        found: dict[str, Any] = {"cpus": template["cpus"], "memory_mib": template["memory_mib"],
+                                 "name": template.get("name")}
+        disks = [d["path"] for d in template.get("disks", []) if d.get("path")]
+        if disks and find_image:
+            with self.store.read():
+                images = self.store.images()
+            wanted = os.path.abspath(disks[0])
+            match = [i.name for i in images if wanted in (i.path, i.source)]
+            if not match:
+                raise InvalidInput(f"--template {path}: its disk {disks[0]} is not a registered "
+                                   "image (add it with 'cloudctl image add', or give --image)")
+            found["image"] = match[0]
+        return found
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -495,6 +600,73 @@ class Cloud:
             vm = self.store.vm(key)
             return vm, self.store.events([f"vm {vm.name}"])
 
+    def migrate_vm(self, key: str, to: str, live: bool) -> dict[str, Any]:
+        """Move a running VM to host `to`: live (the guest keeps running) or cold (saved to
+        a memory image, restored there). The schedule and the hypervisors change together:
+        the store's transaction is held across the move and rolled back if it fails."""
+        from cloudctl.drivers.registry import driver_class
+
+        with self.store.read():
+            vm = self.store.vm(key)
+            source = self.store.host(vm.host) if vm.host else None
+            dest = self.store.host(to)
+        if source is None or vm.state != "running" or vm.want != "running":
+            raise Conflict(f"vm {vm.name} is {vm.state}; only a running VM can be migrated")
+        ability = "live-migration" if live else "cold-migration"
+        for host in (source, dest):
+            if ability not in driver_class(host.driver).capabilities:
+                hint = "; without --live it moves cold" if live and "cold-migration" in \
+                    driver_class(host.driver).capabilities else ""
+                raise InvalidInput(f"host {host.name} ({host.driver} driver) cannot do "
+                                   f"{ability}{hint}")
+        if source.driver != dest.driver:
+            raise InvalidInput(f"cannot migrate from a {source.driver} host to a {dest.driver} "
+                               "host")
+        how = "live" if live else "cold"
+        started = time.monotonic()
+        try:
+            with self._session() as s:
+                scheduler = self._need_hosts(s)
+                refused = scheduler.relocate(vm.lease_id, vm.node, s.names.index(to), s.now)
+                if refused:
+                    raise Unsatisfiable(f"vm {vm.name} cannot move to {to}: {refused}")
+                self._move_domain(vm.name, source, dest, live)
+                vm.host, vm.old_host, vm.updated_at = to, None, s.now
+                self.store.save_vm(vm)
+                s.events.append(EventRecord(s.now, f"vm {vm.name}", "running", "running",
+                                            f"migrated ({how}) from {source.name} to {to}"))
+        except CloudctlError as error:
+            if isinstance(error, Unsatisfiable):
+                raise
+            with self.store.write():
+                self.store.add_events([EventRecord(self.clock(), f"vm {vm.name}", None, None,
+                                                   f"{how} migration to {to} failed, still on "
+                                                   f"{source.name}: {error}")])
+            raise
+        return {"vm": vm.name, "lease": vm.lease_id, "from": source.name, "to": to,
+                "live": live, "seconds": round(time.monotonic() - started, 3)}
+
+    def _move_domain(self, name: str, source: HostRecord, dest: HostRecord,
+                     live: bool) -> None:
+        src, dst = self.pool.get(source), self.pool.get(dest)
+        if live:
+            src.migrate(name, dest.uri, live=True)  # type: ignore[attr-defined]
+            return
+        saves = self.settings.state_dir / "saves"
+        saves.mkdir(parents=True, exist_ok=True, mode=0o700)
+        image = str(saves / f"{name}.migrate")
+        try:
+            src.suspend(name, image)
+            try:
+                dst.resume(name, image)
+            except CloudctlError:
+                src.resume(name, image)  # back where it was, still alive
+                raise
+            src.destroy(name)  # its definition; the guest now runs on dest
+        finally:
+            if os.path.exists(image):
+                os.unlink(image)
+
     def schedule(self, start: int | None, end: int | None) -> dict[str, Any]:
         """Every reservation and past run overlapping [start, end), host by host."""
         now = self.clock()
@@ -561,6 +733,10 @@ class Cloud:
             enactor = Enactor(self.store, self.settings, self.pool, lambda: now)
             report = EnactReport()
             enactor.reconcile(report)
+            if report.lost_hosts or report.recovered_hosts:
+                with self._session() as s:
+                    self._host_status(s, report.lost_hosts, report.recovered_hosts)
+                    records += [s.record(lease) for lease in s.save()]
             enactor.enact(report)
             if report.exhausted:
                 with self._session() as s:

@@ -16,7 +16,7 @@ import os
 import re
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,8 +49,10 @@ def map_state(native: int) -> VMState:
     return NATIVE_STATES.get(native, VMState.UNKNOWN)
 
 
-def domain_xml(spec: VMSpec, domain_type: str) -> str:
-    """Domain XML for `spec`; every element guards against a trap listed in REAL-COMPONENTS.md."""
+def domain_skeleton(spec: VMSpec, domain_type: str, features: Sequence[str] = ("acpi",)
+                    ) -> tuple[ET.Element, ET.Element, ET.Element]:
+    """What every domain of ours shares (name, lease metadata, memory, CPUs, lifecycle);
+    returns it with its <os> and <devices> empty, for each hypervisor's XML to fill."""
     dom = ET.Element("domain", type=domain_type)
     ET.SubElement(dom, "name").text = spec.name
     metadata = ET.SubElement(dom, "metadata")
@@ -60,38 +62,65 @@ def domain_xml(spec: VMSpec, domain_type: str) -> str:
     ET.SubElement(dom, "currentMemory", unit="MiB").text = str(spec.memory_mib)
     ET.SubElement(dom, "vcpu").text = str(spec.cpus)
     os_el = ET.SubElement(dom, "os")
-    ET.SubElement(os_el, "type").text = "hvm"
-    if spec.kernel:
-        ET.SubElement(os_el, "kernel").text = spec.kernel
-        if spec.initrd:
-            ET.SubElement(os_el, "initrd").text = spec.initrd
-        if spec.cmdline:
-            ET.SubElement(os_el, "cmdline").text = spec.cmdline
-    else:
-        ET.SubElement(os_el, "boot", dev="hd")
-    # Without ACPI a shutdown request only halts the guest.
-    ET.SubElement(ET.SubElement(dom, "features"), "acpi")
+    if features:
+        feature_el = ET.SubElement(dom, "features")
+        for feature in features:
+            ET.SubElement(feature_el, feature)
     ET.SubElement(dom, "on_poweroff").text = "destroy"
     ET.SubElement(dom, "on_reboot").text = "restart"
     ET.SubElement(dom, "on_crash").text = "destroy"
-    devices = ET.SubElement(dom, "devices")
+    return dom, os_el, ET.SubElement(dom, "devices")
+
+
+def add_kernel_boot(os_el: ET.Element, spec: VMSpec) -> bool:
+    """Direct kernel boot when `spec` names a kernel; False when it does not."""
+    if not spec.kernel:
+        return False
+    ET.SubElement(os_el, "kernel").text = spec.kernel
+    if spec.initrd:
+        ET.SubElement(os_el, "initrd").text = spec.initrd
+    if spec.cmdline:
+        ET.SubElement(os_el, "cmdline").text = spec.cmdline
+    return True
+
+
+def add_disk(devices: ET.Element, spec: VMSpec, dev: str, bus: str) -> None:
+    """The spec's disk image (if any) as `dev` on `bus`."""
     if spec.disk_path:
         disk = ET.SubElement(devices, "disk", type="file", device="disk")
         ET.SubElement(disk, "driver", name="qemu", type=spec.disk_format)
         ET.SubElement(disk, "source", file=spec.disk_path)
-        ET.SubElement(disk, "target", dev="vda", bus="virtio")
+        ET.SubElement(disk, "target", dev=dev, bus=bus)
+
+
+def add_log_source(char_device: ET.Element, path: str) -> None:
+    # append='on' or the log is truncated at every start and restore.
+    ET.SubElement(char_device, "source", path=path, append="on")
+
+
+def xml_text(dom: ET.Element) -> str:
+    ET.indent(dom)
+    return ET.tostring(dom, encoding="unicode")
+
+
+def domain_xml(spec: VMSpec, domain_type: str) -> str:
+    """Domain XML for `spec`; every element guards against a trap listed in REAL-COMPONENTS.md."""
+    # Without ACPI a shutdown request only halts the guest.
+    dom, os_el, devices = domain_skeleton(spec, domain_type, features=("acpi",))
+    ET.SubElement(os_el, "type").text = "hvm"
+    if not add_kernel_boot(os_el, spec):
+        ET.SubElement(os_el, "boot", dev="hd")
+    add_disk(devices, spec, "vda", "virtio")
     if spec.nic:
         # User networking: bridged or NAT networks would need dnsmasq and iptables.
         nic = ET.SubElement(devices, "interface", type="user")
         ET.SubElement(nic, "model", type="virtio")
     if spec.serial_log:
-        # append='on' or the log is truncated at every start and restore.
         serial = ET.SubElement(devices, "serial", type="file")
-        ET.SubElement(serial, "source", path=spec.serial_log, append="on")
+        add_log_source(serial, spec.serial_log)
         ET.SubElement(serial, "target", port="0")
     ET.SubElement(devices, "memballoon", model="none")
-    ET.indent(dom)
-    return ET.tostring(dom, encoding="unicode")
+    return xml_text(dom)
 
 
 class LibvirtDriver:

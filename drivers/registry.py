@@ -26,6 +26,8 @@ BUILTIN: dict[str, str] = {
     "test": "cloudctl.drivers.libvirt:TestDriver",
     "qemu": "cloudctl.drivers.libvirt:QemuDriver",
     "kvm": "cloudctl.drivers.libvirt:QemuDriver",
+    "xen": "cloudctl.drivers.xen:XenDriver",
+    "xen-test": "cloudctl.drivers.xen:XenTestDriver",
 }
 
 

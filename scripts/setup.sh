@@ -8,8 +8,11 @@ PY=${PYTHON:-python3}
 need_apt=()
 command -v "$PY" >/dev/null 2>&1 || need_apt+=(python3)
 if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
-# libvirt-python has no wheels: it compiles against libvirt's headers.
-for pkg in libvirt-dev pkg-config gcc; do
+# libvirt-python has no wheels: it compiles against libvirt's headers. libvirt0 ships the
+# RelaxNG schemas (/usr/share/libvirt/schemas) the tests validate domain XML against;
+# qemu-img (qemu-utils) makes VM disks; openssh-server (sshd, ssh-keygen) and iproute2
+# (network namespaces) serve the SSH transfer tests' throwaway hosts.
+for pkg in libvirt-dev libvirt0 pkg-config gcc qemu-utils openssh-server openssh-client iproute2; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -228,3 +228,13 @@ def disagreements(tmp: Path, env: Mapping[str, str]) -> list[str]:
             problems.append(f"{vm['name']}: state {vm['state']} but wants {vm['want']} "
                             f"({vm['error']})")
     return problems
+
+
+def vanished_image(env: Mapping[str, str], tmp: Path) -> tuple[Path, bytes]:
+    """Add image `base` and delete its repository copy, so that making a VM's disk from it
+    fails (a driver failure that leaves the host reachable); (copy's path, its bytes)."""
+    source = tmp / "disk.img"
+    source.write_bytes(b"\1" * 4096)
+    copy = Path(ok(env, "image", "add", "base", "--path", str(source))["path"])
+    copy.unlink()
+    return copy, source.read_bytes()

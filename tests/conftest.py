@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from cloudctl.policies.registry import PolicySet
+from sshd import ssh_hosts, ssh_network  # noqa: F401  (fixtures: real sshd test hosts)
 
 from cloudctl.scheduler.config import SchedulerConfig, parse_backfilling
 from cloudctl.scheduler.core import Scheduler

@@ -6,7 +6,7 @@ what a VM spec for it looks like, and why to skip it when it cannot run here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +41,14 @@ class DriverCase:
     distinct_hosts: bool = True
 
 
-def _open_test_host(state_dir: Path, host_name: str) -> HypervisorDriver:
-    uri = default_uri("test", host_name, HOST_CPUS, HOST_MEMORY_MIB, state_dir)
-    return open_driver("test", uri)
+def _test_host(driver: str, options: Mapping[str, object] | None = None
+               ) -> Callable[[Path, str], HypervisorDriver]:
+    """Opens fresh hosts of a driver that keeps them in test:/// node files."""
+    def open_host(state_dir: Path, host_name: str) -> HypervisorDriver:
+        uri = default_uri(driver, host_name, HOST_CPUS, HOST_MEMORY_MIB, state_dir)
+        return open_driver(driver, uri, options)
+
+    return open_host
 
 
 def _test_spec(work: Path, name: str) -> VMSpec:
@@ -72,7 +77,12 @@ def _qemu_spec(work: Path, name: str) -> VMSpec:
 
 
 DRIVER_CASES = [
-    DriverCase("test", _open_test_host, _test_spec, HOST_CPUS, HOST_MEMORY_MIB),
+    DriverCase("test", _test_host("test"), _test_spec, HOST_CPUS, HOST_MEMORY_MIB),
+    # Xen's domain XML (PV and HVM) on libvirt's test driver: Xen cannot run here.
+    DriverCase("xen-test-pv", _test_host("xen-test", {"guest": "pv"}), _test_spec, HOST_CPUS,
+               HOST_MEMORY_MIB),
+    DriverCase("xen-test-hvm", _test_host("xen-test", {"guest": "hvm"}), _test_spec, HOST_CPUS,
+               HOST_MEMORY_MIB),
     DriverCase("qemu", _open_qemu_host, _qemu_spec, None, None, exact_free_memory=False,
                unavailable=_qemu_unavailable, lease_id=real_qemu.unique_lease_id(),
                shared_host=True, distinct_hosts=False),

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cloud_helpers import vanished_image
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -65,7 +66,7 @@ def test_init_is_idempotent_and_private(tmp_path: Path, monkeypatch: pytest.Monk
     c = Cli(tmp_path, monkeypatch)
     first = c.json("init")
     assert first["created"]
-    assert first["migrations_applied"] == ["0001-initial", "0002-vm-old-host"]
+    assert first["migrations_applied"] == ["0001-initial", "0002-vm-old-host", "0003-storage"]
     assert first["config_created"]
     again = c.json("init")
     assert not again["created"] and again["migrations_applied"] == []
@@ -84,7 +85,7 @@ def test_commands_before_init_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_db_status_and_migrate(cli: Cli) -> None:
     status = cli.json("db", "status")
-    assert [m["name"] for m in status["applied"]] == ["0001-initial", "0002-vm-old-host"]
+    assert [m["name"] for m in status["applied"]] == ["0001-initial", "0002-vm-old-host", "0003-storage"]
     assert status["pending"] == [] and status["counts"]["hosts"] == 2
     assert cli.json("db", "migrate") == {"applied": []}
     assert "applied: 0001-initial" in cli("db", "status").stdout
@@ -416,18 +417,17 @@ def test_real_processes_and_exit_codes(cli: Cli) -> None:
     assert missing.returncode == 3
 
 
-def test_driver_failure_is_recorded_and_retried(cli: Cli) -> None:
-    node1 = Path(cli.env["CLOUDCTL_DB"]).with_suffix(".d") / "hosts" / "node-1.xml"
-    saved = node1.read_bytes()
-    node1.unlink()
-    lease = cli.json("lease", "request", "--type", "be", "--duration", "1h", "--cpus", 4)
+def test_driver_failure_is_recorded_and_retried(cli: Cli, tmp_path: Path) -> None:
+    copy, data = vanished_image({**os.environ, **cli.env}, tmp_path)
+    lease = cli.json("lease", "request", "--type", "be", "--duration", "1h", "--cpus", 4,
+                     "--image", "base")
     assert lease["hosts"] == ["node-1"]
     tick = cli.json("tick")
     assert tick["failed"] and "cloudctl-1-0" in tick["failed"][0]
     vm = cli.json("vm", "show", "cloudctl-1-0")
     assert vm["state"] == "error" and vm["attempts"] == 1 and vm["retry_at"] is not None
-    assert "node-1.xml" in vm["error"]
-    node1.write_bytes(saved)
+    assert "cannot create disk" in vm["error"]
+    copy.write_bytes(data)
     assert cli.json("tick")["done"] == []  # waits for its retry time
     cli.at("2026-11-23T13:01:00Z")
     assert cli.json("tick")["done"] == ["cloudctl-1-0: running on node-1"]
@@ -437,15 +437,16 @@ def test_driver_failure_is_recorded_and_retried(cli: Cli) -> None:
 def test_driver_failures_exhausted_fail_the_lease(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("[enactment]\nmax-attempts = 2\n"
                                           "retry-backoff = '10s'\n")
-    node1 = Path(cli.env["CLOUDCTL_DB"]).with_suffix(".d") / "hosts" / "node-1.xml"
-    node1.unlink()
-    lease = cli.json("lease", "request", "--type", "be", "--duration", "1h", "--cpus", 4)
+    vanished_image({**os.environ, **cli.env}, tmp_path)
+    lease = cli.json("lease", "request", "--type", "be", "--duration", "1h", "--cpus", 4,
+                     "--image", "base")
     cli("tick")
     cli.at("2026-11-23T13:00:10Z")
     tick = cli.json("tick")
     assert tick["failed_leases"] == [lease["id"]]
     failed = cli.json("lease", "show", lease["id"])
     assert failed["state"] == "fail" and "gave up after 2 attempts" in failed["reason"]
+    assert "cannot create disk" in failed["reason"]
 
 
 def test_reconcile_reports_unowned_and_recreates_missing(cli: Cli) -> None:

@@ -25,6 +25,7 @@ from cloud_helpers import (
     node_file,
     ok,
     request,
+    vanished_image,
 )
 
 T0 = 1_795_341_600  # 2026-11-22T10:00:00Z
@@ -148,56 +149,54 @@ def test_driver_failure_is_recorded_and_retried(tmp_path: Path) -> None:
     env = make_cloud(tmp_path, [("node-1", 4, 8192), ("node-2", 4, 8192)], now=T0)
     # Fill node-1 so that the next lease must go to node-2.
     request(env, "im", 3600, cpus=4, memory=1024)
+    copy, data = vanished_image(env, tmp_path)
     lease = ok(env, "lease", "request", "--type", "im", "--duration", "1h", "--cpus", "2",
-               "--memory", "1024")
+               "--memory", "1024", "--image", "base")
     assert lease["hosts"] == ["node-2"]
     vm_name = f"cloudctl-{lease['id']}-0"
-    broken = node_file(tmp_path, "node-2")
-    hidden = broken.with_name("node-2.xml.away")
-    broken.rename(hidden)
+    node2 = node_file(tmp_path, "node-2")
 
     tick = cli(env, "tick", "--json")
     assert tick.code == 0, tick.err  # the tick succeeded in recording the failure
     report = tick.json()
-    assert any(vm_name in line and "no node file" in line for line in report["failed"])
-    assert any("node-2" in line for line in report["unreachable"])
+    assert any(vm_name in line and "cannot create disk" in line for line in report["failed"])
     assert any(line.startswith("cloudctl-1-0") for line in report["done"])
     vm = ok(env, "vm", "show", vm_name)
     assert vm["state"] == "error" and vm["want"] == "running"
-    assert "no node file" in vm["error"] and vm["attempts"] == 1
+    assert "cannot create disk" in vm["error"] and vm["attempts"] == 1
     assert vm["retry_at"] == "2026-11-22T10:00:30Z"  # retry-backoff 30 s after the failure
-    assert any("no node file" in e["reason"] for e in vm["events"])
+    assert any("cannot create disk" in e["reason"] for e in vm["events"])
     assert report["next_event"] == "2026-11-22T10:00:30Z"
 
-    # Before the retry time a tick leaves it alone, even once the host is back.
-    hidden.rename(broken)
+    # Before the retry time a tick leaves it alone, even once the image is back.
+    copy.write_bytes(data)
     early = ok({**env, "CLOUDCTL_NOW": str(T0 + 10)}, "tick")
     assert any(vm_name in line for line in early["waiting"]) and early["done"] == []
     assert ok(env, "vm", "show", vm_name)["state"] == "error"
-    assert vm_name not in domains(broken)
+    assert vm_name not in domains(node2)
 
     late_env = {**env, "CLOUDCTL_NOW": str(T0 + 31)}
     late = ok(late_env, "tick")
     assert late["done"] == [f"{vm_name}: running on node-2"]
     vm = ok(late_env, "vm", "show", vm_name)
     assert vm["state"] == "running" and vm["error"] is None and vm["retry_at"] is None
-    assert domains(broken)[vm_name].active
+    assert domains(node2)[vm_name].active
     assert disagreements(tmp_path, late_env) == []
 
 
 def test_driver_failures_exhausted_fail_the_lease(tmp_path: Path) -> None:
     """After max-attempts failures the lease fails, truthfully, and its capacity is freed."""
     env = make_cloud(tmp_path, [("node-1", 4, 8192)], now=T0)
+    copy, data = vanished_image(env, tmp_path)
     lease = ok(env, "lease", "request", "--type", "im", "--duration", "1h", "--cpus", "4",
-               "--memory", "1024")
-    node_file(tmp_path, "node-1").rename(tmp_path / "away.xml")
+               "--memory", "1024", "--image", "base")
     now = T0
     for attempt in range(1, 6):
         report = ok({**env, "CLOUDCTL_NOW": str(now)}, "tick")
         assert report["failed"], report
         now += 30 * 2 ** (attempt - 1)  # past the doubled backoff
     assert report["failed_leases"] == [lease["id"]]
-    (tmp_path / "away.xml").rename(node_file(tmp_path, "node-1"))
+    copy.write_bytes(data)
     later = {**env, "CLOUDCTL_NOW": str(now)}
     shown = ok(later, "lease", "show", str(lease["id"]))
     assert shown["state"] == "fail" and "gave up after 5 attempts" in shown["reason"]

@@ -55,12 +55,40 @@ def add(
         help="libvirt URI of the host, e.g. qemu+ssh://root@node1/system. Default: a private "
              "test:/// node file for the test driver, qemu:///system otherwise.",
         show_default=False)] = None,
+    ssh: Annotated[str | None, typer.Option(
+        "--ssh", metavar="USER@HOST[:PORT]", show_default=False,
+        help="Send images to the host over SSH (SFTP) into its image cache and make VM "
+             "disks there. Its host key must be in --known-hosts.")] = None,
+    image_dir: Annotated[str | None, typer.Option(
+        "--image-dir", metavar="DIR", show_default=False,
+        help="With --ssh: the host's image cache directory (default "
+             "/var/lib/cloudctl/images; VM disks go to its sibling 'disks').")] = None,
+    cache_limit: Annotated[str | None, typer.Option(
+        "--cache-limit", metavar="SIZE", show_default=False,
+        help="With --ssh: most bytes of images kept on the host, e.g. 20G; least recently "
+             "used images not in use are evicted first.")] = None,
+    key_file: Annotated[str | None, typer.Option(
+        "--key-file", metavar="FILE", show_default=False,
+        help="With --ssh: private key to log in with.")] = None,
+    known_hosts: Annotated[str | None, typer.Option(
+        "--known-hosts", metavar="FILE", show_default=False,
+        help="With --ssh: known_hosts file holding the host's key (default "
+             "~/.ssh/known_hosts); unknown keys are refused.")] = None,
     output: Output = None, as_json: Json = False, quiet: Quiet = False,
 ) -> None:
-    """Register a host. Its driver must answer before it is recorded."""
+    """Register a host. Its driver (and with --ssh, its SSH server) must answer before it is
+    recorded."""
     fmt = output_format(output, as_json)
+    given = {"ssh": ssh, "image_dir": image_dir, "cache_limit": cache_limit,
+             "key_file": key_file, "known_hosts": known_hosts}
+    if ssh is None and any(given.values()):
+        from cloudctl.errors import InvalidInput
+
+        raise InvalidInput("--image-dir, --cache-limit, --key-file and --known-hosts go with "
+                           "--ssh")
+    options = {key: value for key, value in given.items() if value is not None}
     with cloud(ctx) as c:
-        c.add_host(name, cpus, memory, disk, driver, uri)
+        c.add_host(name, cpus, memory, disk, driver, uri, options)
         view = c.host(name, probe=False)
     if fmt == "table" and not quiet:
         say(f"host {name} added ({view['driver']} {view['uri']})")
@@ -68,14 +96,34 @@ def add(
     emit_one(_json(view), fmt, [(k, k) for k, _ in COLUMNS], quiet=quiet, key="name")
 
 
+Probe = Annotated[bool, typer.Option(
+    "--probe/--no-probe", help="Ask each host's hypervisor for its free memory and running "
+                               "VMs (in parallel); --no-probe reads the store only.")]
+
+
 @app.command("list")
-def list_(ctx: typer.Context, output: Output = None, as_json: Json = False,
-          quiet: Quiet = False) -> None:
-    """Every host with what runs on it now (from the store)."""
+def list_(ctx: typer.Context, probe: Probe = True, output: Output = None,
+          as_json: Json = False, quiet: Quiet = False) -> None:
+    """Every host: what the schedule has on it (from the store) and, unless --no-probe, what
+    its hypervisor reports now (`hypervisor` in JSON: free_memory_mib, running_vms, or the
+    error). A host in error is one that stopped answering a tick; it is back once it
+    answers again."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        views = c.hosts()
-    emit([_json(v) for v in views], COLUMNS, fmt, quiet, key="name")
+        views = c.hosts(probe=probe and not quiet)
+    rows = [_json(v) for v in views]
+    # JSON keeps the hypervisor's answer as one object; CSV and tables get flat columns.
+    table_rows = [{**row, **_hv_columns(row.get("hypervisor"))} for row in rows]
+    columns = COLUMNS + ([("hv_free", "HV FREE MiB"), ("hv_vms", "HV VMS")] if probe else [])
+    emit(rows if fmt == "json" else table_rows, columns, fmt, quiet, key="name")
+
+
+def _hv_columns(found: dict[str, Any] | None) -> dict[str, Any]:
+    if not found:
+        return {"hv_free": "", "hv_vms": ""}
+    if "error" in found:
+        return {"hv_free": "unreachable", "hv_vms": ""}
+    return {"hv_free": found["free_memory_mib"], "hv_vms": found["running_vms"]}
 
 
 @app.command("show")

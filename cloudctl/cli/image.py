@@ -34,12 +34,26 @@ def add(
     fmt_: Annotated[str | None, typer.Option(
         "--format", metavar="qcow2|raw", show_default=False,
         help="Image format (default: detected from the file).")] = None,
+    link: Annotated[bool, typer.Option(
+        "--link", help="Link to the file instead of copying it into the repository "
+                       "(the file must then stay where it is, unchanged).")] = False,
+    kernel: Annotated[Path | None, typer.Option(
+        "--kernel", metavar="FILE", show_default=False,
+        help="Boot this kernel directly (copied with the image).")] = None,
+    initrd: Annotated[Path | None, typer.Option(
+        "--initrd", metavar="FILE", show_default=False,
+        help="Initial ramdisk for --kernel.")] = None,
+    cmdline: Annotated[str | None, typer.Option(
+        "--cmdline", metavar="TEXT", show_default=False,
+        help="Kernel command line for --kernel, e.g. 'console=ttyS0'.")] = None,
     output: Output = None, as_json: Json = False, quiet: Quiet = False,
 ) -> None:
-    """Register an image file (size and SHA-256 are recorded)."""
+    """Add an image to the repository (copied, or linked with --link; size and SHA-256
+    are recorded). Each VM gets its own disk from it: a qcow2 overlay or a raw copy."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        image = c.add_image(name, path, fmt_)
+        image = c.add_image(name, path, fmt_, link=link, kernel=kernel, initrd=initrd,
+                            cmdline=cmdline)
     if fmt == "table" and not quiet:
         say(f"image {name} added ({image.format}, {image.size_bytes} bytes)")
         return
@@ -68,7 +82,8 @@ def show(ctx: typer.Context, name: Name, output: Output = None, as_json: Json = 
 @app.command("remove")
 def remove(ctx: typer.Context, name: Name, output: Output = None,
            as_json: Json = False) -> None:
-    """Forget an image (refused while a live lease uses it; the file is left alone)."""
+    """Forget an image and delete its repository copy (refused while a live lease uses it;
+    the original file, and a linked one, are left alone)."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
         image = c.remove_image(name)
@@ -76,3 +91,22 @@ def remove(ctx: typer.Context, name: Name, output: Output = None,
         say(f"image {name} removed")
         return
     emit_one(_json(image), fmt, COLUMNS, key="name")
+
+
+STATS_COLUMNS = [("image", "IMAGE"), ("host", "HOST"), ("transfers", "TRANSFERS"),
+                 ("reused", "REUSED"), ("bytes", "BYTES"), ("planned_s", "PLANNED_S"),
+                 ("actual_s", "ACTUAL_S")]
+
+
+@app.command("stats")
+def stats(ctx: typer.Context,
+          name: Annotated[str | None, typer.Argument(help="Only this image.",
+                                                     show_default=False)] = None,
+          output: Output = None, as_json: Json = False) -> None:
+    """Image transfers per image and host: how long they were planned to take (size over
+    the configured bandwidth) against how long they took, and how often a host's cache
+    made a transfer unnecessary."""
+    fmt = output_format(output, as_json)
+    with cloud(ctx) as c:
+        rows = c.image_stats(name)
+    emit(rows, STATS_COLUMNS, fmt, False, key="image")

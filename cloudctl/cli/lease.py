@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -47,9 +48,16 @@ def request(
         "--duration", metavar="DURATION", show_default=False,
         help="How long the VMs run: 90s, 30m, 1h30m, 2d or HH:MM:SS.")],
     nodes: Annotated[int, typer.Option("--nodes", metavar="N", help="Number of VMs.")] = 1,
-    cpus: Annotated[int, typer.Option("--cpus", metavar="C", help="CPUs per VM.")] = 1,
-    memory: Annotated[int, typer.Option("--memory", metavar="MIB",
-                                        help="Memory per VM in MiB.")] = 1024,
+    cpus: Annotated[int | None, typer.Option(
+        "--cpus", metavar="C", show_default=False,
+        help="CPUs per VM (default: the template's vcpus, else 1).")] = None,
+    memory: Annotated[int | None, typer.Option(
+        "--memory", metavar="MIB", show_default=False,
+        help="Memory per VM in MiB (default: the template's memory, else 1024).")] = None,
+    template: Annotated[Path | None, typer.Option(
+        "--template", metavar="XL.CFG", show_default=False,
+        help="Take vcpus, memory, name and image from a Xen xl.cfg file (the image is the "
+             "registered one whose file is the template's first disk); flags win.")] = None,
     start: Annotated[str | None, typer.Option(
         "--start", metavar="ISO8601|now|+DURATION", show_default=False,
         help="When an advance reservation begins (local time unless an offset is "
@@ -81,6 +89,12 @@ def request(
 
         raise InvalidInput(f"--type must be ar, be or im, got {type_!r}")
     with cloud(ctx) as c:
+        base = ({} if template is None
+                else c.template_defaults(template, find_image=image is None))
+        cpus = cpus if cpus is not None else base.get("cpus", 1)
+        memory = memory if memory is not None else base.get("memory_mib", 1024)
+        image = image if image is not None else base.get("image")
+        name = name if name is not None else base.get("name")
         spec = LeaseSpec(type=LeaseType(type_),
                          duration=parse_duration(duration, option="--duration"),
                          nodes=nodes, cpus=cpus, memory_mib=memory,

@@ -37,7 +37,10 @@ def _print(outcome: Any, fmt: str) -> None:
     for label, items in (("failed", report.failed), ("waiting to retry", report.waiting),
                          ("missing, re-created", report.missing),
                          ("unowned domain, left alone", report.unowned),
-                         ("unreachable", report.unreachable)):
+                         ("unreachable", report.unreachable),
+                         ("host in error, its leases moved or failed",
+                          sorted(report.lost_hosts.values())),
+                         ("host back in service", report.recovered_hosts)):
         for item in items:
             say(f"  {label}: {item}")
     if data["next_event"]:

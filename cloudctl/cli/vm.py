@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from cloudctl.cli.common import Json, Output, Quiet, cloud, emit, emit_one, output_format
+from cloudctl.cli.common import Json, Output, Quiet, cloud, emit, emit_one, output_format, say
 
-app = typer.Typer(help="List and show VMs.", no_args_is_help=True)
+app = typer.Typer(help="List, show, export and migrate VMs.", no_args_is_help=True)
 COLUMNS = [("name", "NAME"), ("lease", "LEASE"), ("node", "NODE"), ("host", "HOST"),
            ("state", "STATE"), ("want", "WANTS"), ("cpus", "CPUS"),
            ("memory_mib", "MEM MiB"), ("error", "ERROR")]
@@ -22,7 +23,8 @@ def _json(vm: Any) -> dict[str, Any]:
             "host": vm.host, "state": vm.state, "want": vm.want, "cpus": vm.cpus,
             "memory_mib": vm.memory_mib, "image": vm.image, "error": vm.error or None,
             "attempts": vm.attempts, "retry_at": iso(vm.retry_at),
-            "save_path": vm.save_path, "updated": iso(vm.updated_at)}
+            "save_path": vm.save_path, "disk_path": vm.disk_path,
+            "updated": iso(vm.updated_at)}
 
 
 @app.command("list")
@@ -67,3 +69,55 @@ def show(ctx: typer.Context,
 
     emit_one(data, fmt, COLUMNS + [("attempts", "ATTEMPTS"), ("retry_at", "RETRY AT")],
              key="name", extra=story)
+
+
+@app.command("export")
+def export(ctx: typer.Context,
+           vm: Annotated[str, typer.Argument(metavar="NAME|ID", help="The VM's name or ID.",
+                                             show_default=False)],
+           fmt: Annotated[str, typer.Option(
+               "--format", metavar="xl|xml", show_default=False,
+               help="xl: a Xen xl.cfg file (PV unless its Xen host's driver says hvm); "
+                    "xml: the libvirt domain XML its host's driver defines.")],
+           output: Annotated[Path | None, typer.Option(
+               "--output", metavar="FILE", show_default=False,
+               help="Write to FILE instead of stdout.")] = None) -> None:
+    """A VM's definition as an xl.cfg file or libvirt domain XML."""
+    from cloudctl.errors import InvalidInput
+    from cloudctl.export import export_vm
+
+    with cloud(ctx) as c:
+        text = export_vm(c, vm, fmt)
+    text = text if text.endswith("\n") else text + "\n"  # domain XML comes without one
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {output}: {exc.strerror}") from exc
+    say(f"wrote {output}")
+
+
+@app.command("migrate")
+def migrate(
+    ctx: typer.Context,
+    vm: Annotated[str, typer.Argument(help="The VM's name or id.", show_default=False)],
+    host: Annotated[str, typer.Argument(help="The host to move it to.", show_default=False)],
+    live: Annotated[bool, typer.Option(
+        "--live", help="Keep the guest running while its memory is copied (both hosts' "
+                       "drivers must declare live-migration). Without it the guest is saved "
+                       "to a memory image and restored on HOST (cold).")] = False,
+    output: Output = None, as_json: Json = False,
+) -> None:
+    """Move a running VM to another host for the rest of its lease. The schedule must have
+    room for it there (else exit 6 with the reason); if the move fails the VM stays where it
+    was, the schedule is unchanged and the failure is recorded (exit 5)."""
+    fmt = output_format(output, as_json)
+    with cloud(ctx) as c:
+        moved = c.migrate_vm(vm, host, live)
+    if fmt == "table":
+        say(f"vm {moved['vm']} moved {'live' if live else 'cold'} from {moved['from']} to "
+            f"{moved['to']} in {moved['seconds']} s")
+        return
+    emit_one(moved, fmt, [(k, k) for k in moved], key="vm")

@@ -328,15 +328,20 @@ class Scheduler:
                 return
         waiting: list[Lease] = queue[:first]
         quiet = True  # every lease walked waits and would still wait at a later instant
+        free_now = self.table.fits_now_hosts()
+        limit_reason = _limit_reason(limit)
         for i in range(first, len(queue)):
             lease = queue[i]
             may_reserve = limit is None or future < limit
-            if not may_reserve and not self.table.fits_now_hosts():
+            if not may_reserve and not free_now:
                 waiting.extend(queue[i:])  # nothing can start now and nothing may reserve
                 for rest in queue[i:]:
                     rest.reason = "waiting: no capacity free now"
                 break
-            if self._schedule_be(lease, now, may_reserve):
+            # Most leases of a long queue are turned away at once: too big for what is free.
+            if not may_reserve and self._room_now(lease) < lease.nodes:
+                lease.reason = limit_reason
+            elif self._schedule_be(lease, now, may_reserve):
                 quiet = False
                 if lease.run is not None and lease.run.start > now:
                     future += 1
@@ -748,10 +753,13 @@ class Scheduler:
         ranked = sorted(candidates, key=_by_host)
         ranked.sort(key=lambda c: key(lease, c, end))
         chosen: list[int] = []
+        left = lease.nodes
         for c in ranked:
-            chosen.extend([c.host] * min(c.fits, lease.nodes - len(chosen)))
-            if len(chosen) == lease.nodes:
+            if c.fits >= left:
+                chosen.extend([c.host] * left)
                 return tuple(chosen)
+            chosen.extend([c.host] * c.fits)
+            left -= c.fits
         return None
 
     def _find_victims(self, lease: Lease, start: int, end: int,
@@ -890,12 +898,7 @@ class Scheduler:
             if start >= now:
                 self.channel.unbook(start, end)
         run.channel = []
-        for b in run.bookings:
-            if b.live:
-                if b.start >= now:
-                    self.table.remove(b)
-                else:
-                    self.table.truncate(b, now)
+        self.table.truncate_all(run.bookings, now)
         run.bookings = []
         self._drop_run(run)
 
@@ -943,6 +946,35 @@ class Scheduler:
             else:
                 self._fixed_future += 1
         self.table.load(bookings)
+
+    def relocate(self, lease_id: int, node: int, host: int, now: int) -> str:
+        """Move virtual node `node` of a running lease to `host` for the rest of its
+        reservation (a migration an operator asked for): '' when done, else why not."""
+        lease = self.leases[lease_id]
+        self._tick(now)
+        run = lease.run
+        if lease.state is not S.ACTIVE or run is None or not run.run_start <= now < run.run_end:
+            return f"lease {lease_id} is {lease.state.value}, not running"
+        if not 0 <= node < len(run.hosts):
+            return f"lease {lease_id} has no node {node}"
+        old = run.hosts[node]
+        name = self.hosts[host].name
+        if old == host:
+            return f"node {node} of lease {lease_id} is on {name} already"
+        if not self.table.enabled[host]:
+            return f"host {name} is disabled or in error"
+        fits, _ = self.table.fit_count(host, now, run.end, lease.need)
+        if fits < 1:
+            return self.table.shortfall(host, now, run.end, lease.need) or f"{name} is full"
+        moving = next(b for b in run.bookings if b.host == old and b.live)
+        self.table.truncate(moving, now)
+        run.bookings.remove(moving)
+        run.bookings.extend(self.table.add_all([Booking(now, run.end, host, lease.need, run)]))
+        run.hosts = run.hosts[:node] + (host,) + run.hosts[node + 1:]
+        lease.reason = (f"node {node} migrated from {self.hosts[old].name} to {name} at "
+                        f"{self._t(now)}")
+        self._replan_future(now)
+        return ""
 
     def evict(self, lease_id: int, now: int, reason: str) -> Lease:
         """Take a lease off its hosts (a host is drained, removed or lost). Best-effort leases

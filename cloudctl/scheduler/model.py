@@ -89,6 +89,15 @@ class Capacity:
     cpus: int
     memory_mib: int
     disk_mib: int = 0
+    # Capacities key the slot table's caches, looked up several times per lease in a queue
+    # walk: the hash is computed once.
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.cpus, self.memory_mib, self.disk_mib)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def fits_in(self, other: Capacity) -> bool:
         return (

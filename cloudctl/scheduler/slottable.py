@@ -151,17 +151,49 @@ class SlotTable:
             return bookings
         future = start > self.now
         nfuture = self._nfuture
+        # `_host_insert` and `_count_now` written out: a run books a host per virtual node.
+        keys_of = self._keys
+        by_host = self.by_host
+        used_now = self._used_now
+        cap = self.cap
+        enabled = self.enabled
+        free_now = self._free_now
+        touched_future = False
+        seq = self._seq
         for b in bookings:
-            self._seq += 1
-            b.seq = self._seq
+            seq += 1
+            b.seq = seq
             b.live = True
-            self._host_insert(b)
-            if future:
-                nfuture[b.host] += 1
-                self._future_set.add(b.host)
-                self._future_version += 1
+            h = b.host
+            keys = keys_of[h]
+            key = (start, seq)
+            if not keys or keys[-1] < key:
+                keys.append(key)
+                by_host[h].append(b)
             else:
-                self._count_now(b)
+                i = bisect_right(keys, key)
+                keys.insert(i, key)
+                by_host[h].insert(i, b)
+            if nfuture[h]:
+                touched_future = True
+            if future:
+                nfuture[h] += 1
+                self._future_set.add(h)
+                touched_future = True
+            else:
+                u = used_now[h]
+                u[0] += b.cpus
+                u[1] += b.mem
+                u[2] += b.disk
+                b.counted = True
+                c = cap[h]
+                if enabled[h] and c[0] - u[0] > 0 and c[1] - u[1] > 0:
+                    free_now.add(h)
+                else:
+                    free_now.discard(h)
+        self._seq = seq
+        if touched_future:
+            self._future_version += 1
         self._max_len = max(self._max_len, end - start)
         # Their sequence numbers are the highest yet: they go after every entry with the same
         # time, in order.
@@ -237,12 +269,88 @@ class SlotTable:
         insort(self._ends, (booking.end, booking.seq, booking))
         self.version += 1
 
+    def truncate_all(self, bookings: list[Booking], end: int) -> None:
+        """`truncate` every live booking of the list to `end`. The bookings of one run (one
+        start, one end, sequence numbers in a row) sit side by side in the time-ordered lists:
+        when the run is over by `end` or has not begun, they leave those lists in one piece."""
+        live = [b for b in bookings if b.live]
+        if not live:
+            return
+        first = live[0]
+        start, old_end = first.start, first.end
+        n = len(live)
+        if all(b.start == start and b.end == old_end for b in live):
+            ends = self._ends
+            i = bisect_left(ends, (old_end, first.seq))
+            if start > self.now and end <= start:  # not begun: every booking goes
+                starts = self._starts
+                j = bisect_left(starts, (start, first.seq))
+                if (all(e[2] is b for e, b in zip(ends[i:i + n], live, strict=False))
+                        and all(e[2] is b for e, b in zip(starts[j:j + n], live, strict=False))
+                        and not any(b.counted for b in live)):
+                    del ends[i:i + n]
+                    del starts[j:j + n]
+                    self._log_freed(start, old_end)
+                    nfuture = self._nfuture
+                    for b in live:
+                        self._host_delete(b)
+                        h = b.host
+                        nfuture[h] -= 1
+                        if not nfuture[h]:
+                            self._future_set.discard(h)
+                    self._future_version += 1
+                    self.version += 1
+                    return
+            elif (start < end < old_end and end <= self.now
+                  and all(e[2] is b for e, b in zip(ends[i:i + n], live, strict=False))
+                  and all(b.counted for b in live)):  # ended early: every booking goes
+                del ends[i:i + n]
+                self._log_freed(end, old_end)
+                # `_uncount_now` and `_host_delete` written out, as in `add_all`.
+                nfuture = self._nfuture
+                keys_of = self._keys
+                by_host = self.by_host
+                used_now = self._used_now
+                cap = self.cap
+                enabled = self.enabled
+                free_now = self._free_now
+                touched_future = False
+                for b in live:
+                    b.end = end
+                    h = b.host
+                    u = used_now[h]
+                    u[0] -= b.cpus
+                    u[1] -= b.mem
+                    u[2] -= b.disk
+                    b.counted = False
+                    c = cap[h]
+                    if enabled[h] and c[0] - u[0] > 0 and c[1] - u[1] > 0:
+                        free_now.add(h)
+                    else:
+                        free_now.discard(h)
+                    keys = keys_of[h]
+                    k = bisect_left(keys, (start, b.seq))
+                    del keys[k]
+                    del by_host[h][k]
+                    b.live = False
+                    if nfuture[h]:
+                        touched_future = True
+                if touched_future:
+                    self._future_version += 1
+                self.version += 1
+                return
+        for b in live:
+            self.truncate(b, end)
+
     def advance(self, now: int) -> None:
         """Move the table's clock: bookings that started count as used, ended ones go."""
         if now < self.now:
             return
         self.now = now
         starts = self._starts
+        ends = self._ends
+        if (not starts or starts[0][0] > now) and (not ends or ends[0][0] > now):
+            return  # nothing starts or ends by now (the usual case: the scheduler asks often)
         i = 0
         while i < len(starts) and starts[i][0] <= now:
             b = starts[i][2]
@@ -254,7 +362,6 @@ class SlotTable:
             i += 1
         if i:
             del starts[:i]
-        ends = self._ends
         j = 0
         while j < len(ends) and ends[j][0] <= now:
             b = ends[j][2]
@@ -619,7 +726,7 @@ class SlotTable:
                 old = contrib.get(h, 0)
                 if f != old:
                     contrib[h] = f
-                    if allowed(h, t):
+                    if enabled[h] if whole else allowed(h, t):
                         upper_total += f - old
                         if not nfuture[h]:
                             simple_total += f - old
@@ -632,14 +739,16 @@ class SlotTable:
                 total = simple_total
                 if simple_total < k:
                     for h in sorted(self._future_set):
-                        if nfuture[h] and contrib.get(h, 0) > 0 and allowed(h, t):
+                        if (nfuture[h] and contrib.get(h, 0) > 0
+                                and (enabled[h] if whole else allowed(h, t))):
                             f, overlapping = self.fit_count(h, t, t + duration, need, ignore)
                             if f > 0:
                                 exact[h] = Candidate(h, f, overlapping)
                                 total += f
                 if total >= k:
                     yield t, (self._collect(t, duration, need, contrib, exact, released,
-                                            n_released, allowed, nfuture, ignore)
+                                            n_released, None if whole else allowed, nfuture,
+                                            ignore)
                               if collect else [])
             if not future:
                 return
@@ -653,12 +762,18 @@ class SlotTable:
 
     def _collect(self, t: int, duration: int, need: Capacity, contrib: dict[int, int],
                  exact: dict[int, Candidate], released: dict[int, int],
-                 n_released: dict[int, int], allowed: Callable[[int, int], bool],
+                 n_released: dict[int, int], allowed: Callable[[int, int], bool] | None,
                  nfuture: list[int], ignore: object = None) -> list[Candidate]:
+        """The candidates at t; `allowed` None means every enabled host."""
         out = []
+        append = out.append
         by_host = self.by_host
+        enabled = self.enabled
+        released_at = released.get
+        n_released_of = n_released.get
+        none = -INFINITY
         for h, f in contrib.items():
-            if f <= 0 or not allowed(h, t):
+            if f <= 0 or not (enabled[h] if allowed is None else allowed(h, t)):
                 continue
             if nfuture[h]:
                 c = exact.get(h)
@@ -667,14 +782,13 @@ class SlotTable:
                     if fits <= 0:
                         continue
                     c = Candidate(h, fits, overlapping)
-                c.free_since = released.get(h, -INFINITY)
+                c.free_since = released_at(h, none)
             elif ignore is None:
                 # All its bookings have started; those that end by t are the released ones.
-                c = Candidate(h, f, len(by_host[h]) - n_released.get(h, 0), INFINITY, True,
-                              released.get(h, -INFINITY))
+                c = Candidate(h, f, len(by_host[h]) - n_released_of(h, 0), INFINITY, True,
+                              released_at(h, none))
             else:  # as fit_count counts them: without the ignored run's bookings
                 overlapping = sum(1 for b in by_host[h] if b.end > t and b.owner is not ignore)
-                c = Candidate(h, f, overlapping, INFINITY, True, released.get(h, -INFINITY))
-            out.append(c)
+                c = Candidate(h, f, overlapping, INFINITY, True, released_at(h, none))
+            append(c)
         return out
-

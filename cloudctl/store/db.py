@@ -23,6 +23,7 @@ from cloudctl.store.records import (
     ImageRecord,
     LeaseRecord,
     ReservationRecord,
+    TransferRecord,
     VMRecord,
 )
 
@@ -129,6 +130,23 @@ BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
     ("0002-vm-old-host", """
 ALTER TABLE vms ADD COLUMN old_host TEXT;
 """),
+    ("0003-storage", """
+ALTER TABLE hosts ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE images ADD COLUMN boot TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE images ADD COLUMN source TEXT NOT NULL DEFAULT '';
+ALTER TABLE vms ADD COLUMN disk_path TEXT;
+CREATE TABLE transfers (
+    id INTEGER PRIMARY KEY,
+    time INTEGER NOT NULL,
+    image TEXT NOT NULL,
+    host TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    planned_s REAL NOT NULL,
+    actual_s REAL NOT NULL,
+    reused INTEGER NOT NULL
+);
+CREATE INDEX transfers_image ON transfers (image, id);
+"""),
 ]
 
 _LEASE_COLUMNS = ("id, name, type, state, submitted, start_req, duration, nodes, cpus, "
@@ -136,7 +154,10 @@ _LEASE_COLUMNS = ("id, name, type, state, submitted, start_req, duration, nodes,
                   "first_start, done_at, preempted, reason, history, start, end, hosts")
 _VM_COLUMNS = ("v.id, v.lease_id, v.node, v.name, v.host, v.state, v.want, v.save_path, "
                "v.error, v.attempts, v.retry_at, v.updated_at, l.cpus, l.memory_mib, l.image, "
-               "v.old_host")
+               "v.old_host, v.disk_path")
+_HOST_COLUMNS = ("name, cpus, memory_mib, disk_mib, driver, uri, enabled, status, "
+                 "status_reason, added_at, id, options")
+_IMAGE_COLUMNS = "name, path, format, size_bytes, sha256, added_at, id, boot, source"
 
 
 def _create_private(path: Path) -> None:
@@ -267,7 +288,8 @@ class Store:
             "name": host.name, "cpus": host.cpus, "memory_mib": host.memory_mib,
             "disk_mib": host.disk_mib, "driver": host.driver, "uri": host.uri,
             "enabled": int(host.enabled), "status": host.status,
-            "status_reason": host.status_reason, "added_at": host.added_at})
+            "status_reason": host.status_reason, "added_at": host.added_at,
+            "options": json.dumps(host.options, sort_keys=True)})
         return host
 
     def _insert_named(self, table: str, kind: str, values: dict[str, Any]) -> int:
@@ -281,9 +303,9 @@ class Store:
         return int(cur.lastrowid or 0)
 
     def hosts(self) -> list[HostRecord]:
-        rows = self._execute("SELECT name, cpus, memory_mib, disk_mib, driver, uri, enabled, "
-                             "status, status_reason, added_at, id FROM hosts ORDER BY id")
-        return [HostRecord(*row[:6], bool(row[6]), *row[7:]) for row in rows]
+        rows = self._execute(f"SELECT {_HOST_COLUMNS} FROM hosts ORDER BY id")
+        return [HostRecord(*row[:6], bool(row[6]), *row[7:11], options=_loads(row[11]))
+                for row in rows]
 
     def host(self, name: str) -> HostRecord:
         for host in self.hosts():
@@ -306,20 +328,32 @@ class Store:
         image.id = self._insert_named("images", "an image", {
             "name": image.name, "path": image.path, "format": image.format,
             "size_bytes": image.size_bytes, "sha256": image.sha256,
-            "added_at": image.added_at})
+            "added_at": image.added_at, "boot": json.dumps(image.boot, sort_keys=True),
+            "source": image.source})
         return image
 
     def images(self) -> list[ImageRecord]:
-        rows = self._execute("SELECT name, path, format, size_bytes, sha256, added_at, id "
-                             "FROM images ORDER BY id")
-        return [ImageRecord(*row) for row in rows]
+        rows = self._execute(f"SELECT {_IMAGE_COLUMNS} FROM images ORDER BY id")
+        return [_image(row) for row in rows]
 
     def image(self, name: str) -> ImageRecord:
-        row = self._execute("SELECT name, path, format, size_bytes, sha256, added_at, id "
-                            "FROM images WHERE name = ?", (name,)).fetchone()
+        row = self._execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE name = ?",
+                            (name,)).fetchone()
         if row is None:
             raise NotFound(f"no image named {name!r}")
-        return ImageRecord(*row)
+        return _image(row)
+
+    def add_transfer(self, transfer: TransferRecord) -> None:
+        self._execute("INSERT INTO transfers (time, image, host, bytes, planned_s, actual_s, "
+                      "reused) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (transfer.time, transfer.image, transfer.host, transfer.bytes,
+                       transfer.planned_s, transfer.actual_s, int(transfer.reused)))
+
+    def transfers(self, image: str | None = None) -> list[TransferRecord]:
+        clause, params = ("WHERE image = ?", [image]) if image is not None else ("", [])
+        rows = self._execute(f"SELECT time, image, host, bytes, planned_s, actual_s, reused, id "
+                             f"FROM transfers {clause} ORDER BY id", params)
+        return [TransferRecord(*row[:6], bool(row[6]), row[7]) for row in rows]
 
     def remove_image(self, name: str) -> None:
         if self._execute("DELETE FROM images WHERE name = ?", (name,)).rowcount == 0:
@@ -441,24 +475,25 @@ class Store:
 
     def save_vm(self, vm: VMRecord) -> None:
         values = (vm.lease_id, vm.node, vm.name, vm.host, vm.state, vm.want, vm.save_path,
-                  vm.error, vm.attempts, vm.retry_at, vm.updated_at, vm.old_host)
+                  vm.error, vm.attempts, vm.retry_at, vm.updated_at, vm.old_host, vm.disk_path)
         if vm.id:
             self._execute("UPDATE vms SET lease_id = ?, node = ?, name = ?, host = ?, "
                           "state = ?, want = ?, save_path = ?, error = ?, attempts = ?, "
-                          "retry_at = ?, updated_at = ?, old_host = ? WHERE id = ?",
-                          (*values, vm.id))
+                          "retry_at = ?, updated_at = ?, old_host = ?, disk_path = ? "
+                          "WHERE id = ?", (*values, vm.id))
         else:
             cur = self._execute("INSERT INTO vms (lease_id, node, name, host, state, want, "
-                                "save_path, error, attempts, retry_at, updated_at, old_host) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+                                "save_path, error, attempts, retry_at, updated_at, old_host, "
+                                "disk_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                values)
             vm.id = int(cur.lastrowid or 0)
 
     def record_vm_result(self, vm: VMRecord) -> None:
         """What enactment achieved; leaves `want` alone (the schedule may have moved on)."""
         self._execute("UPDATE vms SET state = ?, save_path = ?, error = ?, attempts = ?, "
-                      "retry_at = ?, updated_at = ?, old_host = ? WHERE id = ?",
+                      "retry_at = ?, updated_at = ?, old_host = ?, disk_path = ? WHERE id = ?",
                       (vm.state, vm.save_path, vm.error, vm.attempts, vm.retry_at,
-                       vm.updated_at, vm.old_host, vm.id))
+                       vm.updated_at, vm.old_host, vm.disk_path, vm.id))
 
     # -- events --------------------------------------------------------------------------
 
@@ -481,6 +516,10 @@ class Store:
         if limit is not None:
             sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) ORDER BY id"
         return [EventRecord(*row) for row in self._execute(sql, params)]
+
+
+def _image(row: sqlite3.Row | tuple[Any, ...]) -> ImageRecord:
+    return ImageRecord(*row[:7], boot=_loads(row[7]), source=row[8])
 
 
 def _where(**equal: Any) -> tuple[str, list[Any]]:

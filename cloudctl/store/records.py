@@ -19,6 +19,8 @@ class HostRecord:
     status_reason: str = ""
     added_at: int = 0
     id: int = 0
+    # Per-host settings: ssh (where images are sent), image_dir, cache_limit_mib, ...
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -30,6 +32,9 @@ class ImageRecord:
     sha256: str
     added_at: int = 0
     id: int = 0
+    # Direct kernel boot: kernel, initrd (paths in the repository) and cmdline; empty = disk
+    boot: dict[str, str] = field(default_factory=dict)
+    source: str = ""  # the file it was added from
 
     @property
     def size_mib(self) -> int:
@@ -103,6 +108,7 @@ class VMRecord:
     # Where a domain of this VM may still exist after the schedule moved it elsewhere: it is
     # destroyed there before the VM is created or resumed on `host`.
     old_host: str | None = None
+    disk_path: str | None = None  # this VM's own disk (overlay or copy) on its host
     id: int = 0
 
 
@@ -113,4 +119,18 @@ class EventRecord:
     from_state: str | None
     to_state: str | None
     reason: str
+    id: int = 0
+
+
+@dataclass
+class TransferRecord:
+    """An image sent to (or found already on) a host: planned against measured time."""
+
+    time: int
+    image: str
+    host: str
+    bytes: int
+    planned_s: float
+    actual_s: float
+    reused: bool
     id: int = 0
