@@ -215,6 +215,14 @@ stop_sessions() {
     stop_pid_files "${files[@]}"
 }
 
+# One run of this script at a time: two test runs starting the daemons at once would each
+# start one, and the loser fails on the pid file's lock. (The daemons do not inherit it.)
+if [ "$(id -u)" -eq 0 ] && command -v flock >/dev/null 2>&1; then
+    mkdir -p "$RUN_DIR"
+    exec 9>"$RUN_DIR/real-libvirt.lock"
+    flock 9
+fi
+
 case "${1:-start}" in
     install) need_root; install_packages; configure ;;
     start) start_system ;;
