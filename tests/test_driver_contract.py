@@ -153,7 +153,10 @@ def test_host_info_reflects_the_host_and_its_vms(
     assert 0 <= empty.free_memory_mib <= empty.memory_mib
     driver.create(spec)
     busy = driver.host_info()
-    assert busy.running_vms == empty.running_vms + 1
+    if case.shared_host:  # others may start and stop VMs meanwhile
+        assert busy.running_vms >= 1
+    else:
+        assert busy.running_vms == empty.running_vms + 1
     if case.exact_free_memory:
         assert empty.free_memory_mib - busy.free_memory_mib == spec.memory_mib
 
