@@ -182,7 +182,7 @@ class Cloud:
 
             # Asked in parallel: one slow hypervisor must not hold up the whole list.
             with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
-                for view, found in zip(views, pool.map(self._probe, hosts)):
+                for view, found in zip(views, pool.map(self._probe, hosts), strict=True):
                     view["hypervisor"] = found
         return views
 

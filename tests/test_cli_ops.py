@@ -55,6 +55,11 @@ class Cli:
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return two_host_cloud(tmp_path, monkeypatch)
+
+
+def two_host_cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """A cloud of two 4-CPU, 8 GiB test hosts, node-1 and node-2, at T0."""
     c = Cli(tmp_path, monkeypatch)
     c("init")
     c("host", "add", "node-1", "--cpus", 4, "--memory", 8192)
@@ -85,7 +90,8 @@ def test_commands_before_init_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_db_status_and_migrate(cli: Cli) -> None:
     status = cli.json("db", "status")
-    assert [m["name"] for m in status["applied"]] == ["0001-initial", "0002-vm-old-host", "0003-storage"]
+    assert [m["name"] for m in status["applied"]] == ["0001-initial", "0002-vm-old-host",
+                                                      "0003-storage"]
     assert status["pending"] == [] and status["counts"]["hosts"] == 2
     assert cli.json("db", "migrate") == {"applied": []}
     assert "applied: 0001-initial" in cli("db", "status").stdout

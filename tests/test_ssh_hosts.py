@@ -24,7 +24,7 @@ def ssh_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
             ssh_hosts: list[SSHTestHost]) -> Cli:
     c = Cli(tmp_path, monkeypatch)
     c("init")
-    for name, host in zip(("host-a", "host-b"), ssh_hosts):
+    for name, host in zip(("host-a", "host-b"), ssh_hosts, strict=False):
         c("host", "add", name, "--cpus", 4, "--memory", 8192, "--ssh", host.target,
           "--image-dir", host.image_dir, "--key-file", host.key_file,
           "--known-hosts", host.known_hosts)
@@ -39,7 +39,7 @@ def test_image_sent_once_per_host_then_reused(ssh_cli: Cli, tmp_path: Path,
                       "--image", "base") for _ in range(2)]
     assert [lease["hosts"] for lease in first] == [["host-a"], ["host-b"]]
     cli("tick")
-    for lease, host in zip(first, ssh_hosts):
+    for lease, host in zip(first, ssh_hosts, strict=False):
         vm = cli.json("vm", "list", "--lease", lease["id"])[0]
         disk = Path(vm["disk_path"])
         assert disk.parent == Path(host.image_dir).parent / "disks" and disk.exists()

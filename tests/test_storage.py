@@ -9,10 +9,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from test_cli_ops import Cli, cli  # noqa: F401 - the fixture
-
 from cloudctl.drivers.storage import make_disk
+from test_cli_ops import Cli, two_host_cloud
+
 from cloudctl.errors import BackendError
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return two_host_cloud(tmp_path, monkeypatch)
 
 
 def qcow2(path: Path, size: str = "16M") -> Path:
@@ -65,7 +70,7 @@ def test_vm_disk_is_an_overlay_kept_while_suspended_and_removed_at_the_end(cli: 
     cli("tick")
     vms = cli.json("vm", "list", "--lease", be["id"])
     disks = [vm["disk_path"] for vm in vms]
-    assert all(Path(d).name == f"{vm['name']}.qcow2" for d, vm in zip(disks, vms))
+    assert all(Path(d).name == f"{vm['name']}.qcow2" for d, vm in zip(disks, vms, strict=True))
     for disk in disks:
         info = backing_of(disk)
         assert info["format"] == "qcow2" and info["backing-filename"] == image["path"]
