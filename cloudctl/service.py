@@ -445,14 +445,20 @@ class Cloud:
         if dry_run:
             return self._dry_run(spec)
         with self._session() as s:
-            scheduler = self._need_hosts(s)
-            request = self._request(spec, self.store.next_lease_id(), s.now)
-            decision = scheduler.submit(request, s.now)
-            s.settle()
-            outcome = self._outcome(s, request.id, decision)
+            outcome = self._submit(s, spec)
+        decision = outcome.decision
         if not decision.accepted:
-            raise Unsatisfiable(f"lease {request.id} rejected: {'; '.join(decision.reasons)}")
+            raise Unsatisfiable(f"lease {outcome.lease.id} rejected: "
+                                f"{'; '.join(decision.reasons)}")
         return outcome
+
+    def _submit(self, s: Session, spec: LeaseSpec) -> RequestOutcome:
+        """Submit the request in session `s` and settle the queue; what was decided."""
+        scheduler = self._need_hosts(s)
+        request = self._request(spec, self.store.next_lease_id(), s.now)
+        decision = scheduler.submit(request, s.now)
+        s.settle()
+        return self._outcome(s, request.id, decision)
 
     def _need_hosts(self, s: Session) -> Any:
         if s.scheduler is None:
@@ -477,22 +483,16 @@ class Cloud:
         from cloudctl.session import what_if
 
         with what_if(self.store, self.settings.scheduler, self.clock()) as s:
-            scheduler = self._need_hosts(s)
-            request = self._request(spec, self.store.next_lease_id(), s.now)
-            decision = scheduler.submit(request, s.now)
-            s.settle()
-            outcome = self._outcome(s, request.id, decision)
-        if not decision.accepted:
+            outcome = self._submit(s, spec)
+        if not outcome.decision.accepted:
             return outcome
         # Expected starts with every queued lease planned (conservatively), without and
         # then with the request.
         expected = replace(self.settings.scheduler, backfilling=None)
         with what_if(self.store, expected, self.clock()) as s:
-            scheduler = self._need_hosts(s)
             s.settle()
             before = _be_starts(s)
-            scheduler.submit(request, s.now)
-            s.settle()
+            self._submit(s, spec)
             after = _be_starts(s)
         for lease_id, old in before.items():
             new = after.get(lease_id)

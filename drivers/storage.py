@@ -48,6 +48,13 @@ def detect_format(path: Path) -> str:
 def import_file(source: Path, repository: Path, stem: str, link: bool) -> tuple[Path, str]:
     """Copy (or symlink) `source` to `repository/stem`, hashing it on the way: (path, sha256).
     The copy appears under its final name only once it is complete."""
+    try:
+        return _import_file(source, repository, stem, link)
+    except OSError as exc:
+        raise BackendError(f"cannot store {source} in {repository}: {exc.strerror}") from exc
+
+
+def _import_file(source: Path, repository: Path, stem: str, link: bool) -> tuple[Path, str]:
     repository.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = repository / stem
     digest = hashlib.sha256()
@@ -86,10 +93,7 @@ def import_image(source: Path, repository: Path, name: str, fmt: str | None,
         raise InvalidInput(f"--format must be qcow2 or raw, got {fmt!r}")
     if fmt == "qcow2" and detected != "qcow2":
         raise InvalidInput(f"{source} is not a qcow2 image (no QFI magic)")
-    try:
-        path, sha256 = import_file(source, repository, f"{name}.{fmt}", link)
-    except OSError as exc:
-        raise BackendError(f"cannot store image {name} in {repository}: {exc.strerror}") from exc
+    path, sha256 = import_file(source, repository, f"{name}.{fmt}", link)
     return ImportedImage(str(path), fmt, source.stat().st_size, sha256)
 
 
