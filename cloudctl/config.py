@@ -106,16 +106,21 @@ def default_db(env: Mapping[str, str]) -> Path:
     return (base / "cloudctl" / "state.db").expanduser()
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's tables; any problem reading it is one line of InvalidInput."""
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"{path}: {error}") from None
+    except OSError as error:
+        raise InvalidInput(f"{path}: {error.strerror}") from None
+
+
 def load_settings(env: Mapping[str, str], db_option: str | None = None) -> Settings:
     path = config_path(env)
     data: dict[str, Any] = {}
     if path.exists():
-        try:
-            data = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise InvalidInput(f"{path}: {error}") from None
-        except OSError as error:
-            raise InvalidInput(f"{path}: {error.strerror}") from None
+        data = read_toml(path)
     unknown = set(data) - {"store", "scheduler", "policies", "drivers", "enactment"}
     if unknown:
         raise InvalidInput(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")

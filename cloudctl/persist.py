@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from cloudctl.policies.registry import PolicySet
+from cloudctl.scheduler.burst import Burster
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Listener, Scheduler
 from cloudctl.scheduler.lease import Lease, Run
@@ -26,12 +27,13 @@ def host_specs(hosts: Sequence[HostRecord]) -> list[HostSpec]:
 def build_scheduler(hosts: Sequence[HostRecord], leases: Sequence[LeaseRecord],
                     config: SchedulerConfig, clock: int, *,
                     policies: PolicySet | None = None,
-                    listener: Listener | None = None) -> Scheduler:
+                    listener: Listener | None = None,
+                    burster: Burster | None = None) -> Scheduler:
     """The scheduler exactly as the store left it at `clock` (the last time it ran)."""
     from cloudctl.timefmt import iso
 
     scheduler = Scheduler(host_specs(hosts), config, policies, now=clock,
-                          time_label=lambda t: iso(t) or "")
+                          time_label=lambda t: iso(t) or "", burster=burster)
     index = {host.name: i for i, host in enumerate(hosts)}
     scheduler.restore(to_lease(record, index) for record in leases)
     scheduler.listener = listener
@@ -68,6 +70,10 @@ def to_lease(record: LeaseRecord, index: dict[str, int]) -> tuple[Lease, Run | N
     for name in _PAIRS:
         setattr(lease, name, [tuple(pair) for pair in history.get(name, [])])
     lease.last_hosts = _indices(history.get("last_hosts", []), index)
+    if "burst" in history:
+        from cloudctl.scheduler.burst import BurstPlan
+
+        lease.burst = BurstPlan.from_dict(history["burst"])
     r = record.reservation
     if r is None:
         return lease, None
@@ -90,6 +96,7 @@ def to_record(lease: Lease, names: Sequence[str]) -> LeaseRecord:
         "runs": [[s, e, [names[h] for h in hosts]] for s, e, hosts in lease.runs],
         "last_hosts": [names[h] for h in lease.last_hosts],
         **{name: [list(pair) for pair in getattr(lease, name)] for name in _PAIRS},
+        "burst": lease.burst.as_dict() if lease.burst is not None else None,
     }
     history = {key: value for key, value in history.items() if value}  # most are empty
     reservation = None

@@ -10,6 +10,7 @@ import os
 
 from cloudctl.errors import InvalidInput
 from cloudctl.policies.registry import PolicySet
+from cloudctl.scheduler.burst import Burster
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest
@@ -31,6 +32,7 @@ def build_simulation(
     node_memory: int | None = None,
     estimates: str = "requested",
     config: SchedulerConfig,
+    burster: Burster | None = None,
 ) -> tuple[list[LeaseRequest], list[HostSpec], Scheduler, Trace]:
     """Load a trace (plus an injected one) and build hosts `node-1..node-N` and a scheduler.
 
@@ -64,5 +66,5 @@ def build_simulation(
     hosts = [HostSpec(f"node-{i}", capacity) for i in range(1, count + 1)]
     # The clock starts at the trace origin (second 0), or earlier if a request does.
     origin = min(0, min((r.submit for r in trace.requests), default=0))
-    scheduler = Scheduler(hosts, config, policies, now=origin)
+    scheduler = Scheduler(hosts, config, policies, now=origin, burster=burster)
     return trace.requests, hosts, scheduler, trace

@@ -15,7 +15,7 @@ from typing import Any
 
 from cloudctl.errors import InvalidInput
 
-KINDS = ("admission", "host_filter", "host_score", "preemption")
+KINDS = ("admission", "host_filter", "host_score", "preemption", "burst")
 
 # The same names the package registers as entry points; used when running from a source
 # tree that has not been installed, so the built-ins never depend on packaging metadata.
@@ -28,6 +28,8 @@ BUILTIN: dict[str, dict[str, str]] = {
     "preemption": {"ar-preempts-be": "cloudctl.policies.preemption:ARPreemptsBE",
                    "no-preemption": "cloudctl.policies.preemption:NoPreemption",
                    "oldest-first": "cloudctl.policies.preemption:OldestFirst"},
+    "burst": {"cheapest-fit": "cloudctl.policies.burst:CheapestFit",
+              "never": "cloudctl.policies.burst:Never"},
 }
 
 

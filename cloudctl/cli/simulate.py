@@ -28,6 +28,7 @@ CLUSTER = "Cluster (default: the trace's header or <site>)"
 SCHEDULING = "Scheduling"
 PREEMPTION = "Preemption: suspend and resume"
 IMAGES = "Image transfers"
+BURST = "Bursting to a public cloud"
 OUTPUT = "Output"
 
 
@@ -138,6 +139,14 @@ def simulate(
         "--image-cache/--no-image-cache", rich_help_panel=IMAGES,
         help="Keep transferred images on hosts and reuse them instead of transferring again.")
     ] = True,
+    burst_provider: Annotated[list[Path] | None, typer.Option(
+        "--burst-provider", metavar="FILE.toml", show_default=False, rich_help_panel=BURST,
+        help="A public cloud to burst to (repeat for several, tried in order): a TOML file "
+             "with name, budget_per_month (USD), boot_time, max_wait (best-effort leases "
+             "waiting longer burst), max_preemptions (ARs that would preempt more burst), "
+             "burst_im, max_instances, and [prices] with [[instance_types]] sizes. The run is "
+             "compared with one without bursting: the summary's 'burst' object says what it "
+             "cost and how much waiting it saved.")] = None,
     start: Annotated[str | None, typer.Option(
         "--start", metavar="ISO", show_default=False, rich_help_panel=OUTPUT,
         help="Wall-clock time of trace second 0, ISO 8601 (UTC unless an offset is given), "
@@ -176,10 +185,25 @@ def simulate(
         preemption_policy=preemption_policy, host_score_policy=host_score_policy,
         image_transfer=image_transfer, bandwidth=bandwidth, image_cache=image_cache,
     )
+    burster = None
+    if burst_provider:
+        from cloudctl.scheduler.burst import Burster, Ledger, calendar_month, load_provider_file
+
+        providers = [load_provider_file(path) for path in burst_provider]
+        epoch = int(origin.timestamp()) if origin is not None else 0
+        burster = Burster(providers, ledger=Ledger(calendar_month(epoch)))
     requests, hosts, scheduler, loaded = runtime.build_simulation(
         trace, inject=inject, nodes=nodes, node_cpus=node_cpus, node_memory=node_memory,
-        estimates=estimates, config=config)
+        estimates=estimates, config=config, burster=burster)
 
+    baseline = None
+    if burster is not None:
+        # The same trace on the private cloud alone: what bursting is measured against.
+        _, _, alone, _ = runtime.build_simulation(
+            trace, inject=inject, nodes=nodes, node_cpus=node_cpus, node_memory=node_memory,
+            estimates=estimates, config=config)
+        with LazyProgress(f"simulating {trace.name} without bursting") as progress:
+            baseline = run_simulation(requests, hosts, alone, progress).summary()
     with LazyProgress(f"simulating {trace.name}") as progress:
         result = run_simulation(requests, hosts, scheduler, progress)
     result.skipped, result.killed = loaded.skipped, loaded.killed
@@ -194,10 +218,27 @@ def simulate(
             write_plot(plot, records, [host.name for host in hosts], title=trace.name)
 
     summary = result.summary()
+    if baseline is not None:
+        summary["burst"] = burst_economics(summary, baseline)
     if json_output:
         typer.echo(json.dumps(summary))
     else:
         render_summary(summary, title=trace.name)
+
+
+def burst_economics(summary: Mapping[str, Any], baseline: Mapping[str, Any]) -> dict[str, Any]:
+    """What bursting cost against what it bought: waits and slowdowns with and without."""
+    out = dict(summary["burst"])
+    saved = round(float(baseline["mean_wait_s"]) - float(summary["mean_wait_s"]), 3)
+    waited = [k for k in ("completed",) if k in summary]
+    hours_saved = saved * int(summary[waited[0]]) / 3600 if waited else 0.0
+    out["without_bursting"] = {k: baseline[k] for k in (
+        "completed", "rejected", "ar_rejected", "preemptions", "mean_wait_s",
+        "mean_bounded_slowdown", "utilization", "all_best_effort_s")}
+    out["mean_wait_saved_s"] = saved
+    out["usd_per_wait_hour_saved"] = (round(out["cost_usd"] / hours_saved, 4)
+                                      if hours_saved > 0 else None)
+    return out
 
 
 # -- options ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 from cloudctl.errors import InvalidInput
 from cloudctl.policies.admission import cluster_fit
@@ -31,6 +32,9 @@ from cloudctl.scheduler.timing import (
     transfer_time,
 )
 from cloudctl.scheduler.transfers import TransferLink
+
+if TYPE_CHECKING:
+    from cloudctl.scheduler.burst import Burster, BurstPlan
 
 S = LeaseState
 # Phases of a run, carried out in this order when several fall on one instant: what ends goes
@@ -80,6 +84,7 @@ class Decision:
     hosts: tuple[int, ...] = ()
     preempted: list[Preemption] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    burst: BurstPlan | None = None  # runs on a public cloud instead of `hosts`
 
     @property
     def accepted(self) -> bool:
@@ -90,7 +95,8 @@ class Scheduler:
     def __init__(self, hosts: Sequence[HostSpec], config: SchedulerConfig,
                  policies: PolicySet | None = None, now: int = 0,
                  listener: Listener | None = None,
-                 time_label: Callable[[int], str] = str) -> None:
+                 time_label: Callable[[int], str] = str,
+                 burster: Burster | None = None) -> None:
         if not hosts:
             raise InvalidInput("the cluster has no hosts")
         self.hosts = list(hosts)
@@ -123,6 +129,10 @@ class Scheduler:
         # (state, queue, how many of its leases are known to wait) after a walk that booked
         # nothing: the next walk against the same state starts after those leases.
         self._quiet_walk: tuple[tuple[int, ...], list[Lease], int] | None = None
+        # Bursting to public clouds (None: the private cloud is all there is). A queued
+        # best-effort lease is looked at again when it has waited the providers' longest wait.
+        self.burster = burster
+        self._burst_due: list[tuple[int, int]] = []  # (submit + max wait, lease id)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -139,10 +149,18 @@ class Scheduler:
         if status.ok:
             status = self.policies.admission.admit(request, self.hosts)
         if not status.ok:
-            return self._reject(lease, now, str(status))
+            # Too big for our hosts, ever: a public cloud may still take it.
+            reasons = [str(status)]
+            start = lease.start_req if lease.start_req is not None else now
+            if self.burster is not None and start >= now and self._burst(
+                    lease, lease.type.value, start, now, "larger than any local host",
+                    reasons):
+                return self._burst_decision(lease)
+            return self._reject(lease, now, "; ".join(reasons))
         if lease.type is LeaseType.BE:
             self._enqueue(lease)
             self._move(lease, S.QUEUED, now, "queued")
+            self._watch_wait(lease)
             return Decision(lease.id, lease.state)
         return self._schedule_exact(lease, now)
 
@@ -176,6 +194,8 @@ class Scheduler:
                 lease.runs.append((run.run_start, now, run.hosts))
             self._future_be.discard(lease.id)
             self._release(run, now)
+            if lease.burst is not None and self.burster is not None:
+                self.burster.settle(lease.burst, max(0, now - lease.burst.start))
         self._move(lease, state, now, reason)
         self._replan_future(now)
         return lease
@@ -191,6 +211,8 @@ class Scheduler:
         lease.runs.append((run.run_start, now, run.hosts))
         lease.remaining -= now - run.run_start
         self._release(run, now)
+        if lease.burst is not None and self.burster is not None:
+            self.burster.settle(lease.burst, now - lease.burst.start)
         lease.done_at = now
         self._move(lease, S.DONE, now, "ended before its reserved time")
         self._replan_future(now)
@@ -218,12 +240,20 @@ class Scheduler:
 
     def next_event_time(self) -> int | None:
         heap = self._heap
+        found = None
         while heap:
             t, phase, _, run = heap[0]
             if self._valid(t, phase, run):
-                return t
+                found = t
+                break
             heapq.heappop(heap)
-        return None
+        due = self._burst_due
+        while due:
+            t, lease_id = due[0]
+            if self.leases[lease_id].state is S.QUEUED:
+                return t if found is None or t < found else found
+            heapq.heappop(due)
+        return found
 
     def advance(self, now: int) -> list[Action]:
         """Carry out every run boundary up to `now`, in time order."""
@@ -248,7 +278,11 @@ class Scheduler:
         if phase == START:
             self._future_be.discard(lease.id)
             self._no_earlier_fit.pop(lease.id, None)
-            if run.migrated > run.start:
+            if lease.burst is not None:
+                if run.run_start > run.start:
+                    self._move(lease, S.PREPARING, t, f"launching on {lease.burst.provider}")
+                actions.append(Action(t, "launch", lease.id))
+            elif run.migrated > run.start:
                 self._move(lease, S.MIGRATING, t, "cold migration")
                 actions.append(Action(t, "migrate", lease.id, run.hosts))
             elif run.run_start > run.start:
@@ -262,7 +296,7 @@ class Scheduler:
                 self._move(lease, S.RESUMING, t, "resuming")
                 actions.append(Action(t, "resume", lease.id, run.hosts))
         elif phase == RUN_START:
-            if run.run_start > run.migrated:
+            if run.run_start > run.migrated and lease.burst is None:
                 lease.resumptions.append((run.migrated, run.run_start))
             if lease.first_start is None:
                 lease.first_start = t
@@ -291,6 +325,8 @@ class Scheduler:
                 self._enqueue(lease)
         elif phase == END:
             self._drop_run(run)
+            if lease.burst is not None and self.burster is not None:
+                self.burster.settle(lease.burst, t - lease.burst.start)
             if run.post == SUSPEND:
                 lease.suspensions.append((run.run_end, run.end))
                 self._move(lease, S.SUSPENDED_PENDING, t, "suspended")
@@ -310,7 +346,13 @@ class Scheduler:
     # -- the queue -------------------------------------------------------------------------
 
     def schedule(self, now: int) -> None:
-        """One pass over the best-effort queue (Haizea's backfilling walk)."""
+        """One pass over the best-effort queue (Haizea's backfilling walk); then leases that
+        have waited too long are offered to the burst providers."""
+        self._walk(now)
+        if self._burst_due and self._burst_due[0][0] <= now:
+            self._burst_waiting(now)
+
+    def _walk(self, now: int) -> None:
         self._tick(now)
         if not self.queue:
             return
@@ -517,6 +559,12 @@ class Scheduler:
             lease.reason = self._waiting_reason(lease, now, may_reserve)
             return False
         _, _, run = min(options, key=lambda o: (o[0], o[1]))
+        wait = self.burster.max_wait if self.burster is not None else None
+        if (wait is not None and run.start - lease.submit > wait and not suspended
+                and lease.first_start is None):
+            why = (f"would wait {run.start - lease.submit} s for local hosts (limit {wait} s)")
+            if self._burst(lease, "be", now, now, why, []):
+                return True
         self._book(run, now)
         if run.start > now:
             self._future_be.add(lease.id)
@@ -702,13 +750,24 @@ class Scheduler:
         preempted: list[Preemption] = []
         if hosts is None:
             victims, reasons = self._find_victims(lease, start, end, hosts_ok)
+            trigger = lease.type.value
             if victims is None:
                 short = [f"{self.hosts[h].name}: {why}" for h in range(len(self.hosts))
                          if (why := self.table.shortfall(h, start, end, lease.need))]
                 if short:
                     more = f" (+{len(short) - 3} more)" if len(short) > 3 else ""
                     reasons.append("; ".join(short[:3]) + more)
+                if self.burster is not None and self._burst(
+                        lease, trigger, start, now, "no local room", reasons):
+                    return self._burst_decision(lease)
                 return self._reject(lease, now, "; ".join(reasons))
+            if self.burster is not None and lease.type is LeaseType.AR:
+                allowed_pre = min((p.max_preemptions for p in self.burster.providers
+                                   if p.max_preemptions is not None), default=None)
+                if allowed_pre is not None and len(victims) > allowed_pre and self._burst(
+                        lease, trigger, start, now,
+                        f"would preempt {len(victims)} lease(s), more than {allowed_pre}", []):
+                    return self._burst_decision(lease)
             for victim in victims:
                 preempted.append(self._preempt(victim, start, now))
             hosts = self._place_exact(lease, start, end, hosts_ok)
@@ -906,7 +965,7 @@ class Scheduler:
         lease = run.lease
         if lease.run is run:
             lease.run = None
-            if lease.type is not LeaseType.BE:
+            if lease.type is not LeaseType.BE and lease.burst is None:
                 self._fixed_future -= 1
 
     def _reject(self, lease: Lease, now: int, reason: str) -> Decision:
@@ -921,6 +980,56 @@ class Scheduler:
             self.listener(lease, old, new, now, reason)
 
 
+    # -- bursting to a public cloud ---------------------------------------------------------
+
+    def _watch_wait(self, lease: Lease) -> None:
+        wait = self.burster.max_wait if self.burster is not None else None
+        if wait is not None and lease.first_start is None:
+            heapq.heappush(self._burst_due, (lease.submit + wait, lease.id))
+
+    def _burst_waiting(self, now: int) -> None:
+        """Queued leases that have waited the longest wait a provider allows go there, if
+        the policy and the budget say so; the others go on waiting, with the reason."""
+        due = self._burst_due
+        while due and due[0][0] <= now:
+            _, lease_id = heapq.heappop(due)
+            lease = self.leases[lease_id]
+            if lease.state is not S.QUEUED or lease.first_start is not None:
+                continue
+            waited = now - lease.submit
+            reasons: list[str] = []
+            if self._burst(lease, "be", now, now, f"waited {waited} s for local hosts",
+                           reasons):
+                self._dequeue(lease)
+            else:
+                lease.reason = f"{lease.reason}; not burst: {'; '.join(reasons)}"
+
+    def _burst(self, lease: Lease, trigger: str, start: int, now: int, why: str,
+               reasons: list[str]) -> bool:
+        """Run the whole lease on a provider if the burst policy finds one: True when it
+        does (the lease is scheduled there), else the providers' reasons are added."""
+        assert self.burster is not None
+        found = self.burster.offer(lease, trigger, start, now, why)
+        if isinstance(found, list):
+            reasons.extend(f"not burst: {r}" for r in found)
+            return False
+        plan = found
+        self.burster.commit(plan)
+        lease.burst = plan
+        run_end = plan.end
+        run = Run(lease, (), plan.start, plan.start, plan.run_start, run_end, run_end, SHUTDOWN)
+        lease.run = run
+        self._push(run)
+        self._move(lease, S.SCHEDULED, now,
+                   f"burst to {plan.provider}: {plan.nodes} x {plan.instance_type} at "
+                   f"${plan.price_per_hour}/h, ~${plan.cost:.2f} ({why})")
+        return True
+
+    def _burst_decision(self, lease: Lease) -> Decision:
+        plan = lease.burst
+        assert plan is not None
+        return Decision(lease.id, lease.state, plan.run_start, plan.end, (), burst=plan)
+
     # -- a scheduler rebuilt from a state store ---------------------------------------------
 
     def restore(self, saved: Iterable[tuple[Lease, Run | None]]) -> None:
@@ -931,15 +1040,23 @@ class Scheduler:
             self.leases[lease.id] = lease
             if lease.state in (S.QUEUED, S.SUSPENDED_QUEUED):
                 self._enqueue(lease)
+                if lease.state is S.QUEUED:
+                    self._watch_wait(lease)
+            if lease.burst is not None and self.burster is not None:
+                self.burster.restore(lease.burst, lease.state.final)
             if run is None:
                 continue
             lease.run = run
             held, run.channel = run.channel, []
             for start, end in held:
                 self._hold_channel(run, start, end)
-            run.bookings = [Booking(run.start, run.end, h, lease.need, run) for h in run.hosts]
-            bookings.extend(run.bookings)
+            if lease.burst is None:
+                run.bookings = [Booking(run.start, run.end, h, lease.need, run)
+                                for h in run.hosts]
+                bookings.extend(run.bookings)
             self._push(run)
+            if lease.burst is not None:
+                continue  # on a public cloud: nothing booked here
             if lease.type is LeaseType.BE:
                 if run.step == 0 and run.start > self.now:
                     self._future_be.add(lease.id)

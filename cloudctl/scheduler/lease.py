@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cloudctl.scheduler.model import (
     Capacity,
     LeaseRequest,
@@ -10,6 +12,9 @@ from cloudctl.scheduler.model import (
     check_transition,
 )
 from cloudctl.scheduler.slottable import Booking
+
+if TYPE_CHECKING:
+    from cloudctl.scheduler.burst import BurstPlan
 
 # What ends a run: the lease shuts down, is suspended, or is killed and requeued.
 SHUTDOWN, SUSPEND, KILL = "shutdown", "suspend", "kill"
@@ -51,7 +56,7 @@ class Lease:
     __slots__ = ("request", "id", "type", "submit", "nodes", "need", "duration", "start_req",
                  "preemptible", "image", "image_size", "state", "remaining", "run", "first_start",
                  "done_at", "runs", "suspensions", "resumptions", "transfers", "migrations",
-                 "last_hosts", "preempted", "reason", "queue_key")
+                 "last_hosts", "preempted", "reason", "queue_key", "burst")
 
     def __init__(self, request: LeaseRequest) -> None:
         self.request = request
@@ -79,6 +84,7 @@ class Lease:
         self.preempted = 0
         self.reason = ""
         self.queue_key = (request.submit, request.id)
+        self.burst: BurstPlan | None = None  # runs on a public cloud, not on our hosts
 
     def move(self, new: LeaseState) -> LeaseState:
         """Enforce the transition table; returns the old state."""

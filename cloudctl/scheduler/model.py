@@ -48,13 +48,14 @@ FINAL_STATES = frozenset({S.DONE, S.CANCELLED, S.FAIL, S.REJECTED})
 
 # Haizea's transition table, plus the requeue edges Haizea lacks: a running lease that is
 # preempted without suspension goes back to the queue (Active -> Queued), and a future
-# reservation given up for an earlier one or for a preemptor goes back too.
+# reservation given up for an earlier one or for a preemptor goes back too. A lease burst to
+# a public cloud is Preparing while its instances boot, then Active.
 _EDGES: dict[LeaseState, set[LeaseState]] = {
     S.NEW: {S.PENDING},
     S.PENDING: {S.SCHEDULED, S.QUEUED, S.REJECTED},
     S.QUEUED: {S.SCHEDULED},
     S.SCHEDULED: {S.PREPARING, S.READY, S.ACTIVE, S.QUEUED},
-    S.PREPARING: {S.READY, S.QUEUED},
+    S.PREPARING: {S.READY, S.QUEUED, S.ACTIVE},
     S.READY: {S.ACTIVE, S.QUEUED},
     S.ACTIVE: {S.SUSPENDING, S.DONE, S.QUEUED},
     S.SUSPENDING: {S.SUSPENDED_PENDING},

@@ -31,8 +31,13 @@ class SimulationResult:
     killed: int = 0
 
     def summary(self) -> dict[str, object]:
-        return summarize(self.leases, len(self.scheduler.hosts), self.scheduler.preemptions,
-                         self.wall_s, self.skipped, self.killed)
+        out = summarize(self.leases, len(self.scheduler.hosts), self.scheduler.preemptions,
+                        self.wall_s, self.skipped, self.killed)
+        if self.scheduler.burster is not None:
+            from cloudctl.scheduler.burst import summary
+
+            out["burst"] = summary(self.scheduler.burster)
+        return out
 
     def per_lease(self) -> list[dict[str, object]]:
         names = [h.name for h in self.scheduler.hosts]
@@ -109,7 +114,8 @@ def summarize(leases: Sequence[Lease], n_hosts: int, preemptions: int, wall_s: f
     busy = 0
     for lease in completed:
         ran = lease.ran
-        busy += lease.nodes * ran
+        if lease.burst is None:  # a burst lease kept no host of ours busy
+            busy += lease.nodes * ran
         if lease.type is not LeaseType.AR and lease.done_at is not None:
             slowdowns.append(max(1.0, (lease.done_at - lease.submit) / max(ran, BOUND_S)))
     first_submit = min((lease.submit for lease in leases), default=0)
@@ -167,4 +173,5 @@ def lease_record(lease: Lease, host_names: Sequence[str]) -> dict[str, object]:
         "migrations": [{"start_s": s, "end_s": e} for s, e in lease.migrations],
         "preempted": lease.preempted,
         "reason": lease.reason,
+        "burst": lease.burst.as_dict() if lease.burst is not None else None,
     }

@@ -1,0 +1,69 @@
+"""Bursting: whether a lease the private cloud cannot serve in time goes to a public cloud,
+on which instance type, and whether the provider's monthly budget allows it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cloudctl.policies.base import Status
+
+if TYPE_CHECKING:
+    from cloudctl.scheduler.burst import BurstPlan, Ledger, Provider
+    from cloudctl.scheduler.lease import Lease
+
+
+class CheapestFit:
+    """Burst when the provider's triggers say so (an IM lease with no local room, a BE lease
+    past its longest wait, an AR that would preempt more than allowed), on the cheapest
+    instance type that holds one virtual node, if the lease's cost fits this month's budget
+    and the provider's instance limit."""
+
+    name = "cheapest-fit"
+
+    def plan(self, lease: Lease, trigger: str, provider: Provider, start: int, now: int,
+             ledger: Ledger) -> BurstPlan | Status:
+        from cloudctl.scheduler.burst import BurstPlan
+
+        p = provider.name
+        if trigger == "im" and not provider.burst_im:
+            return Status.unschedulable(f"{p}: does not take immediate leases", self.name)
+        if trigger == "ar" and provider.max_preemptions is None:
+            return Status.unschedulable(f"{p}: does not take advance reservations", self.name)
+        if trigger == "be" and provider.max_wait is None:
+            return Status.unschedulable(f"{p}: does not take best-effort leases", self.name)
+        need = lease.need
+        kind = provider.cheapest(need)
+        if kind is None:
+            return Status.unresolvable(
+                f"no-instance-type: {p} has no type with {need.cpus} vCPU and "
+                f"{need.memory_mib} MiB", self.name)
+        limit = provider.max_instances
+        running = ledger.running[p]
+        if limit is not None and running + lease.nodes > limit:
+            return Status.unschedulable(
+                f"instance-limit: {p} runs {running} of {limit} instances, the lease needs "
+                f"{lease.nodes}", self.name)
+        run_start = max(start, now + provider.boot_time) if trigger != "ar" else start
+        launch = max(now, run_start - provider.boot_time)
+        length = lease.duration if trigger == "ar" else lease.remaining
+        end = run_start + length
+        cost = provider.cost(kind, lease.nodes, end - launch)
+        budget = provider.budget_per_month
+        if budget is not None:
+            spent = ledger.committed(p, launch)
+            if spent + cost > budget + 1e-9:
+                return Status.unschedulable(
+                    f"budget: {p} has ${budget - spent:.2f} of ${budget:.2f} left for "
+                    f"{ledger.period(launch)}, the lease would cost ${cost:.2f}", self.name)
+        return BurstPlan(p, kind.name, kind.price_per_hour, lease.nodes, launch, run_start,
+                         end, cost, trigger)
+
+
+class Never:
+    """Never burst (bursting switched off without removing the providers)."""
+
+    name = "never"
+
+    def plan(self, lease: Lease, trigger: str, provider: Provider, start: int, now: int,
+             ledger: Ledger) -> Status:
+        return Status.unschedulable(f"{provider.name}: the burst policy is 'never'", self.name)
