@@ -59,6 +59,12 @@ DEFAULT_CONFIG = """\
 [drivers]
 # default = "test"               # the driver `host add` uses without --driver
 
+[clouds.ec2]
+# Prices (USD per hour) of the instance types a cloud named ec2 may launch, read when it is
+# added ('cloudctl cloud add ec2 ...'); without this table a built-in on-demand price list
+# for us-east-1 is used. Sizes come from the provider.
+# prices = { "t3.micro" = 0.0104, "t3.small" = 0.0208, "m5.large" = 0.096 }
+
 [enactment]
 # max-attempts = 5               # driver failures before a lease is failed
 # retry-backoff = "30s"          # first retry delay; doubles each time
@@ -78,6 +84,7 @@ class Settings:
     max_attempts: int = 5
     retry_backoff: int = 30
     shutdown_grace: int = 30
+    clouds: dict[str, dict[str, Any]] = field(default_factory=dict)  # [clouds.NAME] prices
 
     def as_dict(self) -> dict[str, Any]:
         scheduler = self.scheduler.as_dict()
@@ -121,7 +128,7 @@ def load_settings(env: Mapping[str, str], db_option: str | None = None) -> Setti
     data: dict[str, Any] = {}
     if path.exists():
         data = read_toml(path)
-    unknown = set(data) - {"store", "scheduler", "policies", "drivers", "enactment"}
+    unknown = set(data) - {"store", "scheduler", "policies", "drivers", "enactment", "clouds"}
     if unknown:
         raise InvalidInput(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
     store = _table(data, "store", path)
@@ -153,7 +160,15 @@ def load_settings(env: Mapping[str, str], db_option: str | None = None) -> Setti
         raise InvalidInput(f"{path}: [enactment]: {error}") from None
     if attempts < 1:
         raise InvalidInput(f"{path}: enactment.max-attempts must be at least 1")
-    return Settings(db=db, state_dir=state_dir.absolute(), config_path=path,
+    clouds = _table(data, "clouds", path)
+    for cloud_name, table in clouds.items():
+        if not isinstance(table, dict):
+            raise InvalidInput(f"{path}: [clouds.{cloud_name}] must be a table")
+        _only(table, {"prices"}, f"clouds.{cloud_name}", path)
+        if not isinstance(table.get("prices", {}), dict):
+            raise InvalidInput(f"{path}: clouds.{cloud_name}.prices must be a table of "
+                               "instance type = USD per hour")
+    return Settings(db=db, state_dir=state_dir.absolute(), config_path=path, clouds=clouds,
                     config_exists=path.exists(), scheduler=scheduler,
                     default_driver=default_driver, drivers=driver_tables,
                     max_attempts=attempts, retry_backoff=backoff, shutdown_grace=grace)

@@ -89,12 +89,16 @@ class EnactReport:
     unreachable: list[str] = field(default_factory=list)
     lost_hosts: dict[str, str] = field(default_factory=dict)  # host -> why it is in error
     recovered_hosts: list[str] = field(default_factory=list)
+    unburst: dict[int, str] = field(default_factory=dict)  # lease id -> why its burst failed
+    instances: dict[str, list[str]] = field(default_factory=dict)  # adopted, unowned, reaped
 
     def as_dict(self) -> dict[str, Any]:
         return {"done": self.done, "failed": self.failed, "waiting": self.waiting,
                 "failed_leases": sorted(self.exhausted), "unowned": self.unowned,
                 "missing": self.missing, "unreachable": self.unreachable,
-                "hosts_lost": sorted(self.lost_hosts), "hosts_back": self.recovered_hosts}
+                "hosts_lost": sorted(self.lost_hosts), "hosts_back": self.recovered_hosts,
+                "burst_failed": {str(k): v for k, v in sorted(self.unburst.items())},
+                "instances": self.instances}
 
 
 class Enactor:
@@ -107,6 +111,7 @@ class Enactor:
         self.saves = settings.state_dir / "saves"
         self.logs = settings.state_dir / "logs"
         self._live: list[VMRecord] = []
+        self._clouds: Any = None  # CloudEnactment, opened for the first burst VM
 
     # -- reconciliation ------------------------------------------------------------------
 
@@ -192,6 +197,9 @@ class Enactor:
                     if vm.state == vm.want:
                         self._done(vm, vm.state, f"left {moved_from}", report)
                         continue
+            if vm.cloud is not None:
+                self._enact_cloud(vm, report)
+                continue
             host = hosts.get(vm.host or "")
             if host is not None and host.status != "ok":
                 report.waiting.append(f"{vm.name}: to be {vm.want}; {host.name} is in error")
@@ -207,6 +215,43 @@ class Enactor:
                 self._failed(vm, before, error, report)
                 continue
             self._done(vm, state, f"enacted on {host.name}", report, before=before)
+
+    def clouds(self) -> Any:
+        if self._clouds is None:
+            from cloudctl.clouds import CloudEnactment
+
+            self._clouds = CloudEnactment(self.store, self.now())
+        return self._clouds
+
+    def reconcile_clouds(self, report: EnactReport, reap: bool) -> None:
+        with self.store.read():
+            if not self.store.clouds():
+                return
+            vms = self.store.vms(live=True)
+        report.instances = self.clouds().reconcile(vms, reap)
+
+    def _enact_cloud(self, vm: VMRecord, report: EnactReport) -> None:
+        """A burst VM: its instance launched, stopped or terminated. A launch the provider
+        refuses (after the driver's retries) sends the lease back to the scheduler."""
+        before = vm.state
+        with self.store.read():
+            plan = self.store.lease(vm.lease_id).history.get("burst") or {}
+        try:
+            state = self.clouds().apply(vm, vm.image, plan)
+        except CloudctlError as error:
+            if vm.want == "running" and before in ("pending", "error", "missing", "gone"):
+                vm.state, vm.error = "error", f"launch on {vm.cloud}: {error}"
+                self._record(vm, before, vm.error)
+                report.failed.append(f"{vm.name}: {vm.error}")
+                report.unburst.setdefault(vm.lease_id, f"{error}")
+                return
+            self._failed(vm, before, error, report)
+            return
+        self._done(vm, state, f"enacted on {vm.cloud}", report, before=before)
+
+    def close(self) -> None:
+        if self._clouds is not None:
+            self._clouds.close()
 
     def _apply(self, vm: VMRecord, host: HostRecord, images: dict[str, Any]) -> str:
         driver = self.pool.get(host)
@@ -269,7 +314,8 @@ class Enactor:
         old = vm.state if before is None else before
         vm.state, vm.error, vm.attempts, vm.retry_at = state, "", 0, None
         self._record(vm, old, reason)
-        report.done.append(f"{vm.name}: {state}" + (f" on {vm.host}" if vm.host else ""))
+        where = vm.host or vm.cloud
+        report.done.append(f"{vm.name}: {state}" + (f" on {where}" if where else ""))
 
     def _failed(self, vm: VMRecord, before: str, error: CloudctlError,
                 report: EnactReport) -> None:

@@ -74,6 +74,7 @@ def to_lease(record: LeaseRecord, index: dict[str, int]) -> tuple[Lease, Run | N
         from cloudctl.scheduler.burst import BurstPlan
 
         lease.burst = BurstPlan.from_dict(history["burst"])
+    lease.no_burst = history.get("no_burst", "")
     r = record.reservation
     if r is None:
         return lease, None
@@ -97,6 +98,7 @@ def to_record(lease: Lease, names: Sequence[str]) -> LeaseRecord:
         "last_hosts": [names[h] for h in lease.last_hosts],
         **{name: [list(pair) for pair in getattr(lease, name)] for name in _PAIRS},
         "burst": lease.burst.as_dict() if lease.burst is not None else None,
+        "no_burst": lease.no_burst,
     }
     history = {key: value for key, value in history.items() if value}  # most are empty
     reservation = None

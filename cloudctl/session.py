@@ -54,9 +54,13 @@ class Session:
         # The store's clock never goes back: a command run "earlier" acts at the last time.
         self.now = max(now, int(clock)) if clock is not None else now
         self.events: list[EventRecord] = []
+        from cloudctl.clouds import burster_for
+
+        burster = burster_for(store, {r.id for r in records})
         self.scheduler = build_scheduler(self.hosts, records, config,
                                          int(clock) if clock is not None else self.now,
-                                         listener=self._moved) if self.hosts else None
+                                         listener=self._moved,
+                                         burster=burster) if self.hosts else None
         self._prints: dict[int, tuple[Any, ...]] = {}
         if self.scheduler is not None:
             self._prints = {i: _fingerprint(lease)
@@ -103,7 +107,10 @@ class Session:
         run = lease.run
         state = lease.state
         hosts: tuple[int, ...] = ()
-        if state in RUNNING_STATES and run is not None:
+        cloud = lease.burst.provider if lease.burst is not None else None
+        if cloud is not None and state is S.PREPARING and run is not None:
+            want = "running"  # launched: it boots
+        elif state in RUNNING_STATES and run is not None:
             want = "gone" if run.step >= RUN_END_DONE else "running"
             hosts = run.hosts
         elif state in SUSPENDED_STATES:
@@ -119,8 +126,9 @@ class Session:
                 if want == "gone":
                     continue
                 vm = VMRecord(lease.id, node, vm_name(lease.id, node), host, "pending", want,
-                              updated_at=self.now)
-            elif vm.want == want and (host is None or vm.host == host):
+                              updated_at=self.now, cloud=cloud)
+            elif vm.want == want and (host is None or vm.host == host) and (
+                    cloud is None or vm.cloud == cloud):
                 continue
             else:
                 if want == "running" and vm.state == "gone":
@@ -133,12 +141,16 @@ class Session:
                     if vm.state != "suspended":
                         vm.state = "pending"
                 vm.host = host or vm.host
+                if host is not None:
+                    vm.cloud = None  # runs at home now (a failed burst)
+                elif cloud is not None:
+                    vm.cloud = cloud
                 vm.want = want
                 vm.error, vm.attempts, vm.retry_at = "", 0, None
                 vm.updated_at = self.now
             if vm.want != vm.state:
                 self.events.append(EventRecord(self.now, f"vm {vm.name}", None, None,
-                                               f"to be {vm.want} on {vm.host}: lease "
+                                               f"to be {vm.want} on {vm.host or vm.cloud}: lease "
                                                f"{lease.id} is {state.value}"))
             self.store.save_vm(vm)
 

@@ -31,6 +31,9 @@ class CheapestFit:
             return Status.unschedulable(f"{p}: does not take advance reservations", self.name)
         if trigger == "be" and provider.max_wait is None:
             return Status.unschedulable(f"{p}: does not take best-effort leases", self.name)
+        if (provider.ami is not None or provider.images) and not provider.ami_for(lease.image):
+            return Status.unresolvable(
+                f"no-image: {p} has no AMI for image {lease.image or '(none)'}", self.name)
         need = lease.need
         kind = provider.cheapest(need)
         if kind is None:

@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from cloudctl import __version__
-from cloudctl.cli import host, image, init, lease, schedule, simulate, tick, vm
+from cloudctl.cli import clouds, host, image, init, lease, schedule, simulate, tick, vm
 from cloudctl.errors import EXIT_CODES, CloudctlError
 
 INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
@@ -135,6 +135,8 @@ app.add_typer(image.app, name="image")
 app.add_typer(lease.app, name="lease")
 app.add_typer(vm.app, name="vm")
 app.add_typer(schedule.app, name="schedule")
+app.add_typer(clouds.app, name="cloud")
+app.add_typer(clouds.cost_app, name="cost")
 app.command("tick")(tick.tick)
 app.command("run")(tick.run)
 app.add_typer(init.db_app, name="db")

@@ -158,7 +158,7 @@ def lease_dict(record: LeaseRecord) -> dict[str, Any]:
             "preemptible": record.preemptible, "hosts": record.hosts,
             "submitted": iso(record.submitted), "start_requested": iso(record.start_req),
             "remaining_s": record.remaining, "preempted": record.preempted,
-            "reason": record.reason}
+            "reason": record.reason, "burst": record.history.get("burst")}
 
 
 def local_times(row: Mapping[str, Any], keys: Sequence[str], raw: Mapping[str, Any]

@@ -108,8 +108,8 @@ def request(
     data = lease_dict(record)
     if dry_run:
         data = {"dry_run": True, "accepted": outcome.decision.accepted, "lease": data,
-                "reasons": outcome.decision.reasons, "preempted": outcome.preempted,
-                "delayed": _delayed(outcome.delayed)}
+                "reasons": outcome.decision.reasons, "burst": data["burst"],
+                "preempted": outcome.preempted, "delayed": _delayed(outcome.delayed)}
         if fmt == "table":
             _print_dry_run(data, record)
             return
@@ -143,6 +143,10 @@ def _print_dry_run(data: dict[str, Any], record: Any) -> None:
     out(f"would be {lease['state']}: {record.reason}\n")
     if record.hosts:
         out(f"  hosts: {', '.join(record.hosts)}\n")
+    burst = data["burst"]
+    if burst:
+        out(f"  burst to {burst['provider']}: {burst['nodes']} x {burst['instance_type']} at "
+            f"${burst['price_per_hour']}/h, about ${burst['cost']:.2f}\n")
     out(f"  start: {local(record.start)}   end: {local(record.end)}\n")
     for p in data["preempted"]:
         out(f"  preempts lease {p['id']}: {p['how']} ({p['reason']})\n")

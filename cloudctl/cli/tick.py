@@ -40,7 +40,13 @@ def _print(outcome: Any, fmt: str) -> None:
                          ("unreachable", report.unreachable),
                          ("host in error, its leases moved or failed",
                           sorted(report.lost_hosts.values())),
-                         ("host back in service", report.recovered_hosts)):
+                         ("host back in service", report.recovered_hosts),
+                         ("burst failed, lease sent back",
+                          [f"lease {k}: {v}" for k, v in sorted(report.unburst.items())]),
+                         ("instance adopted", report.instances.get("adopted", [])),
+                         ("instance no lease owns", report.instances.get("unowned", [])),
+                         ("instance terminated (--reap)", report.instances.get("reaped", [])),
+                         ("cloud unreachable", report.instances.get("unreachable", []))):
         for item in items:
             say(f"  {label}: {item}")
     if data["next_event"]:
@@ -52,14 +58,18 @@ def tick(
     wait: Annotated[bool, typer.Option(
         "--wait", help="If another tick is running, wait for it instead of exiting 0.")
     ] = False,
+    reap: Annotated[bool, typer.Option(
+        "--reap", help="Terminate cloud instances tagged with this store that no lease "
+                       "owns (without it they are only reported).")] = False,
     output: Output = None, as_json: Json = False,
 ) -> None:
     """One scheduling-and-enactment pass at the current time, for cron: start what is due,
-    suspend what an AR preempts, resume, end leases whose time is up, retry what failed.
+    suspend what an AR preempts, resume, end leases whose time is up, retry what failed,
+    launch and terminate burst instances and reconcile them by tag.
     If another tick is running it exits 0 saying so."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        outcome = c.tick(blocking=wait)
+        outcome = c.tick(blocking=wait, reap=reap)
     _print(outcome, fmt)
 
 

@@ -67,6 +67,12 @@ class Provider:
             return None
         return min(fitting, key=lambda t: (t.price_per_hour, t.vcpus, t.memory_mib, t.name))
 
+    def ami_for(self, image: str | None) -> str | None:
+        """The machine image a lease's VMs boot on this provider."""
+        if image is not None and image in self.images:
+            return self.images[image]
+        return self.ami
+
     def cost(self, kind: InstanceType, count: int, seconds: int) -> float:
         billed = max(self.min_billed_s, seconds)
         return round(count * kind.price_per_hour * billed / 3600, 6)
@@ -196,9 +202,10 @@ class Burster:
         self.stats.by_trigger[plan.trigger] += 1
 
     def restore(self, plan: BurstPlan, final: bool) -> None:
-        """A plan read back from a store: running plans count against their provider."""
+        """A plan read back from a store: a live one counts against its provider's
+        instances and budget (leases already over are in the ledger's `spent`)."""
         if not final:
-            self.ledger.running[plan.provider] += plan.nodes
+            self.ledger.add(plan)
 
     def settle(self, plan: BurstPlan, ran: int) -> float:
         provider = self.provider(plan.provider)

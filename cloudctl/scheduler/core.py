@@ -1009,6 +1009,9 @@ class Scheduler:
         """Run the whole lease on a provider if the burst policy finds one: True when it
         does (the lease is scheduled there), else the providers' reasons are added."""
         assert self.burster is not None
+        if lease.no_burst:
+            reasons.append(f"not burst: an earlier burst failed ({lease.no_burst})")
+            return False
         found = self.burster.offer(lease, trigger, start, now, why)
         if isinstance(found, list):
             reasons.extend(f"not burst: {r}" for r in found)
@@ -1024,6 +1027,40 @@ class Scheduler:
                    f"burst to {plan.provider}: {plan.nodes} x {plan.instance_type} at "
                    f"${plan.price_per_hour}/h, ~${plan.cost:.2f} ({why})")
         return True
+
+    def unburst(self, lease_id: int, now: int, reason: str) -> Lease:
+        """The provider could not run a burst lease (capacity, limits, credentials, an
+        unknown image): a best-effort lease goes back to the local queue and is not burst
+        again; an AR is placed locally in its window if it fits; else the lease fails."""
+        lease = self.leases[lease_id]
+        plan = lease.burst
+        if plan is None or lease.state.final:
+            return lease
+        self._tick(now)
+        if lease.run is not None:
+            self._drop_run(lease.run)
+        if self.burster is not None:
+            self.burster.settle(plan, 0)
+        lease.burst = None
+        lease.no_burst = reason
+        why = f"burst to {plan.provider} failed: {reason}"
+        if lease.type is LeaseType.BE:
+            self._move(lease, S.QUEUED, now, f"{why}; back in the local queue")
+            self._enqueue(lease)
+            self.schedule(now)
+            return lease
+        if lease.type is LeaseType.AR and plan.run_start >= now:
+            end = plan.run_start + lease.duration
+            hosts = self._place_exact(lease, plan.run_start, end, self._allowed(lease))
+            if hosts is not None:
+                run = Run(lease, hosts, plan.run_start, plan.run_start, plan.run_start,
+                          end - shutdown_duration(lease.nodes, self.config), end, SHUTDOWN)
+                self._book(run, now)
+                self._fixed_future += 1
+                lease.reason = f"{why}; placed on local hosts"
+                return lease
+        self._move(lease, S.FAIL, now, why)
+        return lease
 
     def _burst_decision(self, lease: Lease) -> Decision:
         plan = lease.burst

@@ -56,7 +56,8 @@ class Lease:
     __slots__ = ("request", "id", "type", "submit", "nodes", "need", "duration", "start_req",
                  "preemptible", "image", "image_size", "state", "remaining", "run", "first_start",
                  "done_at", "runs", "suspensions", "resumptions", "transfers", "migrations",
-                 "last_hosts", "preempted", "reason", "queue_key", "burst")
+                 "last_hosts", "preempted", "reason", "queue_key", "burst",
+                 "no_burst")
 
     def __init__(self, request: LeaseRequest) -> None:
         self.request = request
@@ -85,6 +86,7 @@ class Lease:
         self.reason = ""
         self.queue_key = (request.submit, request.id)
         self.burst: BurstPlan | None = None  # runs on a public cloud, not on our hosts
+        self.no_burst = ""  # why it must not be burst again (a burst of it failed)
 
     def move(self, new: LeaseState) -> LeaseState:
         """Enforce the transition table; returns the old state."""

@@ -18,9 +18,11 @@ from typing import Any
 
 from cloudctl.errors import BackendError, Conflict, NotFound
 from cloudctl.store.records import (
+    CloudRecord,
     EventRecord,
     HostRecord,
     ImageRecord,
+    InstanceRecord,
     LeaseRecord,
     ReservationRecord,
     TransferRecord,
@@ -147,6 +149,41 @@ CREATE TABLE transfers (
 );
 CREATE INDEX transfers_image ON transfers (image, id);
 """),
+    ("0004-clouds", """
+CREATE TABLE clouds (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    region TEXT NOT NULL,
+    endpoint TEXT,
+    profile TEXT,
+    budget_per_month REAL,
+    catalogue TEXT NOT NULL DEFAULT '[]',
+    options TEXT NOT NULL DEFAULT '{}',
+    enabled INTEGER NOT NULL DEFAULT 1,
+    added_at INTEGER NOT NULL
+);
+CREATE TABLE instances (
+    id INTEGER PRIMARY KEY,
+    cloud TEXT NOT NULL,
+    lease_id INTEGER NOT NULL,
+    vm TEXT NOT NULL,
+    client_token TEXT NOT NULL UNIQUE,
+    instance_id TEXT,
+    instance_type TEXT NOT NULL,
+    price_per_hour REAL NOT NULL,
+    state TEXT NOT NULL,
+    launched_at INTEGER,
+    ended_at INTEGER,
+    private_ip TEXT,
+    public_ip TEXT,
+    error TEXT NOT NULL DEFAULT '',
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX instances_vm ON instances (vm, id);
+CREATE INDEX instances_cloud ON instances (cloud, launched_at);
+ALTER TABLE vms ADD COLUMN cloud TEXT;
+"""),
 ]
 
 _LEASE_COLUMNS = ("id, name, type, state, submitted, start_req, duration, nodes, cpus, "
@@ -154,10 +191,15 @@ _LEASE_COLUMNS = ("id, name, type, state, submitted, start_req, duration, nodes,
                   "first_start, done_at, preempted, reason, history, start, end, hosts")
 _VM_COLUMNS = ("v.id, v.lease_id, v.node, v.name, v.host, v.state, v.want, v.save_path, "
                "v.error, v.attempts, v.retry_at, v.updated_at, l.cpus, l.memory_mib, l.image, "
-               "v.old_host, v.disk_path")
+               "v.old_host, v.disk_path, v.cloud")
 _HOST_COLUMNS = ("name, cpus, memory_mib, disk_mib, driver, uri, enabled, status, "
                  "status_reason, added_at, id, options")
 _IMAGE_COLUMNS = "name, path, format, size_bytes, sha256, added_at, id, boot, source"
+_CLOUD_COLUMNS = ("name, type, region, endpoint, profile, budget_per_month, catalogue, options, "
+                  "enabled, added_at, id")
+_INSTANCE_COLUMNS = ("cloud, lease_id, vm, client_token, instance_id, instance_type, "
+                     "price_per_hour, state, launched_at, ended_at, private_ip, public_ip, "
+                     "error, updated_at, id")
 
 
 def _create_private(path: Path) -> None:
@@ -420,7 +462,9 @@ class Store:
             "ELSE 'false' END), 'hosts', json(hosts), "
             f"'submitted', {iso.format('submitted')}, "
             f"'start_requested', {iso.format('start_req')}, 'remaining_s', remaining, "
-            f"'preempted', preempted, 'reason', reason) FROM leases{clause} ORDER BY id")
+            f"'preempted', preempted, 'reason', reason, "
+            "'burst', json(coalesce(json_extract(history, '$.burst'), 'null'))) "
+            f"FROM leases{clause} ORDER BY id")
         return [row[0] for row in self._execute(sql, params)]
 
     def live_leases(self) -> list[LeaseRecord]:
@@ -475,17 +519,18 @@ class Store:
 
     def save_vm(self, vm: VMRecord) -> None:
         values = (vm.lease_id, vm.node, vm.name, vm.host, vm.state, vm.want, vm.save_path,
-                  vm.error, vm.attempts, vm.retry_at, vm.updated_at, vm.old_host, vm.disk_path)
+                  vm.error, vm.attempts, vm.retry_at, vm.updated_at, vm.old_host, vm.disk_path,
+                  vm.cloud)
         if vm.id:
             self._execute("UPDATE vms SET lease_id = ?, node = ?, name = ?, host = ?, "
                           "state = ?, want = ?, save_path = ?, error = ?, attempts = ?, "
-                          "retry_at = ?, updated_at = ?, old_host = ?, disk_path = ? "
-                          "WHERE id = ?", (*values, vm.id))
+                          "retry_at = ?, updated_at = ?, old_host = ?, disk_path = ?, "
+                          "cloud = ? WHERE id = ?", (*values, vm.id))
         else:
             cur = self._execute("INSERT INTO vms (lease_id, node, name, host, state, want, "
                                 "save_path, error, attempts, retry_at, updated_at, old_host, "
-                                "disk_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                values)
+                                "disk_path, cloud) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
             vm.id = int(cur.lastrowid or 0)
 
     def record_vm_result(self, vm: VMRecord) -> None:
@@ -494,6 +539,68 @@ class Store:
                       "retry_at = ?, updated_at = ?, old_host = ?, disk_path = ? WHERE id = ?",
                       (vm.state, vm.save_path, vm.error, vm.attempts, vm.retry_at,
                        vm.updated_at, vm.old_host, vm.disk_path, vm.id))
+
+    # -- clouds and their instances ------------------------------------------------------
+
+    def add_cloud(self, cloud: CloudRecord) -> CloudRecord:
+        cloud.id = self._insert_named("clouds", "a cloud", {
+            "name": cloud.name, "type": cloud.type, "region": cloud.region,
+            "endpoint": cloud.endpoint, "profile": cloud.profile,
+            "budget_per_month": cloud.budget_per_month,
+            "catalogue": json.dumps(cloud.catalogue, sort_keys=True),
+            "options": json.dumps(cloud.options, sort_keys=True),
+            "enabled": int(cloud.enabled), "added_at": cloud.added_at})
+        return cloud
+
+    def clouds(self) -> list[CloudRecord]:
+        rows = self._execute(f"SELECT {_CLOUD_COLUMNS} FROM clouds ORDER BY id")
+        return [_cloud(row) for row in rows]
+
+    def cloud(self, name: str) -> CloudRecord:
+        row = self._execute(f"SELECT {_CLOUD_COLUMNS} FROM clouds WHERE name = ?",
+                            (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no cloud named {name!r}")
+        return _cloud(row)
+
+    def remove_cloud(self, name: str) -> None:
+        if self._execute("DELETE FROM clouds WHERE name = ?", (name,)).rowcount == 0:
+            raise NotFound(f"no cloud named {name!r}")
+
+    def save_instance(self, inst: InstanceRecord) -> InstanceRecord:
+        values = {"cloud": inst.cloud, "lease_id": inst.lease_id, "vm": inst.vm,
+                  "client_token": inst.client_token, "instance_id": inst.instance_id,
+                  "instance_type": inst.instance_type, "price_per_hour": inst.price_per_hour,
+                  "state": inst.state, "launched_at": inst.launched_at,
+                  "ended_at": inst.ended_at, "private_ip": inst.private_ip,
+                  "public_ip": inst.public_ip, "error": inst.error,
+                  "updated_at": inst.updated_at}
+        if inst.id:
+            sets = ", ".join(f"{k} = ?" for k in values)
+            self._execute(f"UPDATE instances SET {sets} WHERE id = ?",
+                          (*values.values(), inst.id))
+        else:
+            marks = ", ".join("?" * len(values))
+            cur = self._execute(f"INSERT INTO instances ({', '.join(values)}) "
+                                f"VALUES ({marks})", values.values())
+            inst.id = int(cur.lastrowid or 0)
+        return inst
+
+    def instances(self, *, cloud: str | None = None, vm: str | None = None,
+                  lease_id: int | None = None, live: bool = False,
+                  since: int | None = None) -> list[InstanceRecord]:
+        clause, params = _where(cloud=cloud, vm=vm, lease_id=lease_id)
+        more = []
+        if live:
+            more.append("ended_at IS NULL")
+        if since is not None:
+            more.append("(ended_at IS NULL OR ended_at >= ?)")
+            params.append(since)
+        if more:
+            clause = (clause + " AND " if clause else " WHERE ") + " AND ".join(more)
+        rows = self._execute(f"SELECT {_INSTANCE_COLUMNS} FROM instances{clause} ORDER BY id",
+                             params)
+        return [InstanceRecord(*row) for row in rows]
 
     # -- events --------------------------------------------------------------------------
 
@@ -516,6 +623,12 @@ class Store:
         if limit is not None:
             sql = f"SELECT * FROM ({sql} DESC LIMIT {int(limit)}) ORDER BY id"
         return [EventRecord(*row) for row in self._execute(sql, params)]
+
+
+def _cloud(row: sqlite3.Row | tuple[Any, ...]) -> CloudRecord:
+    values = list(row)
+    return CloudRecord(*values[:6], catalogue=_loads(values[6]), options=_loads(values[7]),
+                       enabled=bool(values[8]), added_at=values[9], id=values[10])
 
 
 def _image(row: sqlite3.Row | tuple[Any, ...]) -> ImageRecord:

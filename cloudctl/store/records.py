@@ -109,6 +109,7 @@ class VMRecord:
     # destroyed there before the VM is created or resumed on `host`.
     old_host: str | None = None
     disk_path: str | None = None  # this VM's own disk (overlay or copy) on its host
+    cloud: str | None = None  # the public cloud it was burst to (then `host` is None)
     id: int = 0
 
 
@@ -134,3 +135,55 @@ class TransferRecord:
     actual_s: float
     reused: bool
     id: int = 0
+
+
+@dataclass
+class CloudRecord:
+    """A public cloud leases may burst to. Credentials are never stored: they come from the
+    standard AWS chain (environment, shared files, `profile`)."""
+
+    name: str
+    type: str  # ec2
+    region: str
+    endpoint: str | None = None
+    profile: str | None = None
+    budget_per_month: float | None = None  # USD
+    # [{name, vcpus, memory_mib, price_per_hour}]: the instance types it may launch
+    catalogue: list[dict[str, Any]] = field(default_factory=list)
+    # ami, images (local image -> AMI), max_wait, max_preemptions, boot_time, burst_im,
+    # max_instances, policy
+    options: dict[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+    added_at: int = 0
+    id: int = 0
+
+
+@dataclass
+class InstanceRecord:
+    """One instance launched (or being launched) for a burst VM: written before the launch
+    with its client token, so a crash in between leaves a row the next tick finds it by."""
+
+    cloud: str
+    lease_id: int
+    vm: str
+    client_token: str
+    instance_id: str | None
+    instance_type: str
+    price_per_hour: float
+    state: str  # launching | pending | running | stopped | terminated | failed
+    launched_at: int | None = None
+    ended_at: int | None = None
+    private_ip: str | None = None
+    public_ip: str | None = None
+    error: str = ""
+    updated_at: int = 0
+    id: int = 0
+
+    def billed_s(self, now: int, minimum: int = 60) -> int:
+        if self.launched_at is None:
+            return 0
+        end = self.ended_at if self.ended_at is not None else now
+        return max(minimum, end - self.launched_at)
+
+    def cost(self, now: int) -> float:
+        return self.price_per_hour * self.billed_s(now) / 3600
