@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 from cloudctl.errors import BackendError
@@ -228,9 +229,9 @@ class EC2Driver:
         sizes: dict[str, InstanceSize] = {}
         for start in range(0, len(wanted), MAX_TYPES_PER_CALL):
             batch = wanted[start:start + MAX_TYPES_PER_CALL]
-            items = self._retrying("DescribeInstanceTypes", lambda batch=batch: self._pages(
-                "DescribeInstanceTypes", "describe_instance_types", "InstanceTypes",
-                InstanceTypes=batch))
+            items = self._retrying("DescribeInstanceTypes", partial(
+                self._pages, "DescribeInstanceTypes", "describe_instance_types",
+                "InstanceTypes", InstanceTypes=batch))
             for item in items:
                 name = item["InstanceType"]
                 sizes[name] = InstanceSize(name, int(item["VCpuInfo"]["DefaultVCpus"]),
@@ -350,8 +351,7 @@ class EC2Driver:
                 raise
             for instance_id in ids:
                 try:
-                    self._retrying(operation,
-                                   lambda instance_id=instance_id: call(InstanceIds=[instance_id]))
+                    self._retrying(operation, partial(call, InstanceIds=[instance_id]))
                 except CloudError as single:
                     if single.kind != "not-found":
                         raise

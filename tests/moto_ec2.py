@@ -143,7 +143,7 @@ class Injection:
 
     def __call__(self, **_: Any) -> Any:
         """A botocore before-call handler: a reply of our own stops the request there."""
-        from botocore.awsrequest import AWSResponse
+        from botocore.awsrequest import AWSResponse, HTTPHeaders
 
         self.calls += 1
         if not self.codes:
@@ -152,7 +152,7 @@ class Injection:
         status = 503 if code in ("RequestLimitExceeded", "ServiceUnavailable") else 400
         parsed = {"Error": {"Code": code, "Message": self.message},
                   "ResponseMetadata": {"HTTPStatusCode": status}}
-        return AWSResponse("http://127.0.0.1/injected", status, {}, None), parsed
+        return AWSResponse("http://127.0.0.1/injected", status, HTTPHeaders(), None), parsed
 
 
 @contextmanager

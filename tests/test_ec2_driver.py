@@ -7,11 +7,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import moto_ec2
 import pytest
-from cloudctl.drivers.ec2 import CloudError, EC2Driver
-from moto_ec2 import EC2Env, ec2_env, inject, moto_server  # noqa: F401  (fixtures)
+from cloudctl.drivers.ec2 import CloudError, CloudInstance, EC2Driver
+from moto_ec2 import EC2Env, inject
 
 from cloudctl.errors import BackendError
+
+# The fixtures, registered here by name (conftest may also list moto_ec2 in pytest_plugins).
+moto_server, ec2_env = moto_ec2.moto_server, moto_ec2.ec2_env
 
 TAGS = {"cloudctl:lease": "7", "cloudctl:node": "0"}
 
@@ -29,19 +33,20 @@ def sleeps() -> Sleeps:
 
 
 @pytest.fixture
-def ec2(ec2_env: EC2Env, sleeps: Sleeps) -> Iterator[EC2Driver]:  # noqa: F811
+def ec2(ec2_env: EC2Env, sleeps: Sleeps) -> Iterator[EC2Driver]:
     driver = EC2Driver(region=ec2_env.region, endpoint_url=ec2_env.url, sleep=sleeps)
     yield driver
     driver.close()
 
 
-def launch(ec2: EC2Driver, ami: str, token: str = "lease-7-node-0", **kw: object) -> list:
+def launch(ec2: EC2Driver, ami: str, token: str = "lease-7-node-0",
+           count: int = 1) -> list[CloudInstance]:
     return ec2.launch(image_id=ami, instance_type="t3.micro", client_token=token,
-                      tags=TAGS, **kw)
+                      tags=TAGS, count=count)
 
 
 def test_launch_runs_with_tags_and_addresses_then_terminates(ec2: EC2Driver,
-                                                             ec2_env: EC2Env) -> None:  # noqa: F811
+                                                             ec2_env: EC2Env) -> None:
     ec2.probe()
     ec2.check_image(ec2_env.ami)
     [launched] = launch(ec2, ec2_env.ami)
@@ -62,7 +67,7 @@ def test_launch_runs_with_tags_and_addresses_then_terminates(ec2: EC2Driver,
     assert gone.id == launched.id and gone.state == "terminated"
 
 
-def test_stop_and_start_are_idempotent(ec2: EC2Driver, ec2_env: EC2Env) -> None:  # noqa: F811
+def test_stop_and_start_are_idempotent(ec2: EC2Driver, ec2_env: EC2Env) -> None:
     [instance] = launch(ec2, ec2_env.ami)
     ec2.stop([instance.id])
     ec2.stop([instance.id])
@@ -72,17 +77,29 @@ def test_stop_and_start_are_idempotent(ec2: EC2Driver, ec2_env: EC2Env) -> None:
     assert [i.state for i in ec2.wait_running([instance.id])] == ["running"]
 
 
-def test_wait_running_fails_on_a_terminated_instance(ec2: EC2Driver,
-                                                     ec2_env: EC2Env) -> None:  # noqa: F811
+def test_wait_running_fails_at_once_on_a_terminated_instance(ec2: EC2Driver,
+                                                             ec2_env: EC2Env,
+                                                             sleeps: Sleeps) -> None:
     [instance] = launch(ec2, ec2_env.ami)
     ec2.terminate([instance.id])
     with pytest.raises(CloudError) as err:
+        ec2.wait_running([instance.id], timeout=60)
+    assert (err.value.kind, err.value.code) == ("other", "InstanceTerminated")
+    assert instance.id in str(err.value) and sleeps == []
+
+
+def test_wait_running_times_out_on_the_sleeps_it_made(ec2: EC2Driver, ec2_env: EC2Env,
+                                                     sleeps: Sleeps) -> None:
+    [instance] = launch(ec2, ec2_env.ami)
+    ec2.stop([instance.id])
+    with pytest.raises(CloudError) as err:
         ec2.wait_running([instance.id], timeout=5)
-    assert err.value.kind == "other" and instance.id in str(err.value)
+    assert (err.value.kind, err.value.code) == ("other", "WaitTimeout")
+    assert sleeps == [2.0, 2.0, 2.0]
 
 
 def test_a_repeated_launch_with_one_token_makes_one_instance(ec2: EC2Driver,
-                                                             ec2_env: EC2Env) -> None:  # noqa: F811
+                                                             ec2_env: EC2Env) -> None:
     [first] = launch(ec2, ec2_env.ami)
     [again] = launch(ec2, ec2_env.ami)
     assert again.id == first.id
@@ -93,7 +110,7 @@ def test_a_repeated_launch_with_one_token_makes_one_instance(ec2: EC2Driver,
     assert [i.id for i in ec2.find(client_token="lease-7-node-1")] == [other.id]
 
 
-def test_a_launch_repeated_after_a_crash_finds_the_first(ec2_env: EC2Env) -> None:  # noqa: F811
+def test_a_launch_repeated_after_a_crash_finds_the_first(ec2_env: EC2Env) -> None:
     crashed = EC2Driver(region=ec2_env.region, endpoint_url=ec2_env.url)
     launch(crashed, ec2_env.ami, count=2)  # the reply is lost with the process
     del crashed
@@ -105,7 +122,7 @@ def test_a_launch_repeated_after_a_crash_finds_the_first(ec2_env: EC2Env) -> Non
     assert sorted(i.id for i in restarted.find(tags=TAGS)) == [i.id for i in again]
 
 
-def test_an_unknown_image_is_an_image_error_and_not_retried(ec2_env: EC2Env,  # noqa: F811
+def test_an_unknown_image_is_an_image_error_and_not_retried(ec2_env: EC2Env,
                                                             sleeps: Sleeps) -> None:
     with inject("RunInstances", []) as runs:
         ec2 = EC2Driver(region=ec2_env.region, endpoint_url=ec2_env.url, sleep=sleeps)
@@ -124,7 +141,7 @@ def test_an_unknown_image_is_an_image_error_and_not_retried(ec2_env: EC2Env,  # 
 
 
 def test_an_unknown_instance_type_is_an_instance_type_error(ec2: EC2Driver,
-                                                            ec2_env: EC2Env) -> None:  # noqa: F811
+                                                            ec2_env: EC2Env) -> None:
     with pytest.raises(CloudError) as err:
         ec2.launch(image_id=ec2_env.ami, instance_type="t9.huge", client_token="t", tags={})
     assert err.value.kind == "instance-type" and not err.value.retryable
@@ -140,7 +157,7 @@ def test_instance_sizes_match_aws(ec2: EC2Driver) -> None:
     assert sizes["m5.large"].name == "m5.large"
 
 
-def test_a_capacity_shortage_is_retried_with_backoff(ec2: EC2Driver, ec2_env: EC2Env,  # noqa: F811
+def test_a_capacity_shortage_is_retried_with_backoff(ec2: EC2Driver, ec2_env: EC2Env,
                                                      sleeps: Sleeps) -> None:
     codes = ["InsufficientInstanceCapacity"] * 2
     with inject("RunInstances", codes) as runs:
@@ -150,7 +167,7 @@ def test_a_capacity_shortage_is_retried_with_backoff(ec2: EC2Driver, ec2_env: EC
     assert [i.id for i in ec2.find(tags=TAGS)] == [instance.id]
 
 
-def test_a_lasting_capacity_shortage_fails_after_every_attempt(ec2_env: EC2Env,  # noqa: F811
+def test_a_lasting_capacity_shortage_fails_after_every_attempt(ec2_env: EC2Env,
                                                                sleeps: Sleeps) -> None:
     with inject("RunInstances", ["InsufficientInstanceCapacity"] * 3) as runs:
         ec2 = EC2Driver(region=ec2_env.region, endpoint_url=ec2_env.url, attempts=3,
@@ -163,7 +180,7 @@ def test_a_lasting_capacity_shortage_fails_after_every_attempt(ec2_env: EC2Env, 
     assert ec2.find(include_terminated=True) == []
 
 
-def test_an_instance_limit_is_not_retried(ec2: EC2Driver, ec2_env: EC2Env,  # noqa: F811
+def test_an_instance_limit_is_not_retried(ec2: EC2Driver, ec2_env: EC2Env,
                                           sleeps: Sleeps) -> None:
     with inject("RunInstances", ["InstanceLimitExceeded"]) as runs:
         with pytest.raises(CloudError) as err:
@@ -173,7 +190,7 @@ def test_an_instance_limit_is_not_retried(ec2: EC2Driver, ec2_env: EC2Env,  # no
     assert ec2.find() == []
 
 
-def test_throttling_is_retried_on_any_call(ec2: EC2Driver, ec2_env: EC2Env,  # noqa: F811
+def test_throttling_is_retried_on_any_call(ec2: EC2Driver, ec2_env: EC2Env,
                                            sleeps: Sleeps) -> None:
     with inject("RunInstances", ["RequestLimitExceeded"]) as runs:
         [instance] = launch(ec2, ec2_env.ami)
@@ -184,7 +201,7 @@ def test_throttling_is_retried_on_any_call(ec2: EC2Driver, ec2_env: EC2Env,  # n
     assert describes.calls == 3 and sleeps == [1, 1, 2]
 
 
-def test_expired_credentials_fail_at_once_without_the_secret(ec2_env: EC2Env,  # noqa: F811
+def test_expired_credentials_fail_at_once_without_the_secret(ec2_env: EC2Env,
                                                              sleeps: Sleeps,
                                                              monkeypatch: pytest.MonkeyPatch,
                                                              ) -> None:
@@ -202,7 +219,7 @@ def test_expired_credentials_fail_at_once_without_the_secret(ec2_env: EC2Env,  #
                              "has expired"
 
 
-def test_missing_credentials_are_a_credentials_error(ec2_env: EC2Env,  # noqa: F811
+def test_missing_credentials_are_a_credentials_error(ec2_env: EC2Env,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
