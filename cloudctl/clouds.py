@@ -40,7 +40,7 @@ DEFAULT_PRICES: dict[str, float] = {
     "r5.large": 0.126, "r5.xlarge": 0.252,
 }
 OPTION_KEYS = ("ami", "images", "max_wait", "max_preemptions", "boot_time", "burst_im",
-               "max_instances", "policy")
+               "max_instances", "policy", "retry_backoff")
 TAG_STORE, TAG_LEASE, TAG_VM = "cloudctl:store", "cloudctl:lease", "cloudctl:vm"
 
 
@@ -99,6 +99,8 @@ def parse_options(values: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidInput(f"unknown cloud option {key!r}")
         if key in ("max_wait", "boot_time"):
             value = parse_duration_field(value, key.replace("_", "-"))
+        if key == "retry_backoff" and not 0 <= float(value) <= 600:
+            raise InvalidInput("--retry-backoff must be between 0 and 600 seconds")
         if key in ("max_preemptions", "max_instances") and int(value) < 0:
             raise InvalidInput(f"--{key.replace('_', '-')} must not be negative")
         out[key] = value
@@ -118,7 +120,8 @@ def open_cloud(record: CloudRecord) -> EC2Driver:
     from cloudctl.drivers.ec2 import EC2Driver
 
     return EC2Driver(region=record.region, endpoint_url=record.endpoint,
-                     profile=record.profile)
+                     profile=record.profile,
+                     backoff=float(record.options.get("retry_backoff", 1.0)))
 
 
 class CloudEnactment:

@@ -63,7 +63,7 @@ DEFAULT_CONFIG = """\
 # Prices (USD per hour) of the instance types a cloud named ec2 may launch, read when it is
 # added ('cloudctl cloud add ec2 ...'); without this table a built-in on-demand price list
 # for us-east-1 is used. Sizes come from the provider.
-# prices = { "t3.micro" = 0.0104, "t3.small" = 0.0208, "m5.large" = 0.096 }
+# prices = {{ "t3.micro" = 0.0104, "t3.small" = 0.0208, "m5.large" = 0.096 }}
 
 [enactment]
 # max-attempts = 5               # driver failures before a lease is failed

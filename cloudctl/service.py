@@ -721,7 +721,7 @@ class Cloud:
         if budget is not None and budget < 0:
             raise InvalidInput("--budget-per-month must not be negative")
         configured = self.settings.clouds.get(name, {}).get("prices")
-        price_list = {**(configured or DEFAULT_PRICES), **prices}
+        price_list = prices or configured or DEFAULT_PRICES
         for kind, price in price_list.items():
             if not isinstance(price, (int, float)) or isinstance(price, bool) or price < 0:
                 raise InvalidInput(f"price of {kind}: {price!r} is not a USD amount >= 0")

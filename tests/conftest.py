@@ -19,7 +19,7 @@ from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseType
 from cloudctl.sim.simulator import simulate
 
 # Fixtures for tests on real libvirt + QEMU (system_libvirt, tiny_guest, session_libvirts, ...).
-pytest_plugins = ["real_qemu"]
+pytest_plugins = ["real_qemu", "moto_ec2"]
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "shared" / "traces" / "haizea" / "scenarios"
 

@@ -71,7 +71,8 @@ def test_init_is_idempotent_and_private(tmp_path: Path, monkeypatch: pytest.Monk
     c = Cli(tmp_path, monkeypatch)
     first = c.json("init")
     assert first["created"]
-    assert first["migrations_applied"] == ["0001-initial", "0002-vm-old-host", "0003-storage"]
+    assert first["migrations_applied"] == ["0001-initial", "0002-vm-old-host", "0003-storage",
+                                           "0004-clouds"]
     assert first["config_created"]
     again = c.json("init")
     assert not again["created"] and again["migrations_applied"] == []

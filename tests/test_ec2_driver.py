@@ -7,15 +7,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-import moto_ec2
 import pytest
 from cloudctl.drivers.ec2 import CloudError, CloudInstance, EC2Driver
 from moto_ec2 import EC2Env, inject
 
 from cloudctl.errors import BackendError
-
-# The fixtures, registered here by name (conftest may also list moto_ec2 in pytest_plugins).
-moto_server, ec2_env = moto_ec2.moto_server, moto_ec2.ec2_env
 
 TAGS = {"cloudctl:lease": "7", "cloudctl:node": "0"}
 

@@ -80,8 +80,9 @@ def add(
         help="The AMI for leases of a local image (repeatable).")] = None,
     price: Annotated[list[str] | None, typer.Option(
         "--price", metavar="TYPE=USD", show_default=False,
-        help="Hourly price of an instance type (repeatable); adds to or overrides the "
-             "config's [clouds.NAME] prices, else the built-in us-east-1 list.")] = None,
+        help="Hourly price of an instance type the cloud may launch (repeatable): these "
+             "types only. Default: the config's [clouds.NAME] prices, else a built-in "
+             "us-east-1 on-demand list.")] = None,
     max_wait: Annotated[str | None, typer.Option(
         "--max-wait", metavar="DURATION", show_default=False,
         help="Burst a best-effort lease that would wait longer than this for local hosts. "
@@ -100,6 +101,10 @@ def add(
         "--boot-time", metavar="DURATION", show_default=False,
         help="How long an instance takes to boot, planned before its lease runs "
              "(default 0).")] = None,
+    retry_backoff: Annotated[float | None, typer.Option(
+        "--retry-backoff", metavar="SECONDS", show_default=False,
+        help="First wait before retrying a throttled or capacity-refused call; doubles each "
+             "time, 4 tries in all (default 1).")] = None,
     output: Output = None, as_json: Json = False, quiet: Quiet = False,
 ) -> None:
     """Register a public cloud to burst to. The provider must answer with the credentials
@@ -108,7 +113,8 @@ def add(
     options: dict[str, Any] = {
         "ami": ami, "images": _images(image_ami), "max_wait": max_wait,
         "max_preemptions": max_preemptions, "burst_im": False if no_immediate else None,
-        "max_instances": max_instances, "boot_time": boot_time}
+        "max_instances": max_instances, "boot_time": boot_time,
+        "retry_backoff": retry_backoff}
     with cloud(ctx) as c:
         view = c.add_cloud(name, type_, region, endpoint, profile, budget, _prices(price),
                            options)

@@ -11,7 +11,7 @@ import typer
 from cloudctl.cli.common import Json, Output, Quiet, cloud, emit, emit_one, output_format, say
 
 app = typer.Typer(help="List, show, export and migrate VMs.", no_args_is_help=True)
-COLUMNS = [("name", "NAME"), ("lease", "LEASE"), ("node", "NODE"), ("host", "HOST"),
+COLUMNS = [("name", "NAME"), ("lease", "LEASE"), ("node", "NODE"), ("where", "HOST/CLOUD"),
            ("state", "STATE"), ("want", "WANTS"), ("cpus", "CPUS"),
            ("memory_mib", "MEM MiB"), ("error", "ERROR")]
 
@@ -20,11 +20,12 @@ def _json(vm: Any) -> dict[str, Any]:
     from cloudctl.timefmt import iso
 
     return {"name": vm.name, "id": vm.id, "lease": vm.lease_id, "node": vm.node,
-            "host": vm.host, "state": vm.state, "want": vm.want, "cpus": vm.cpus,
+            "host": vm.host, "cloud": vm.cloud, "state": vm.state, "want": vm.want, "cpus": vm.cpus,
             "memory_mib": vm.memory_mib, "image": vm.image, "error": vm.error or None,
             "attempts": vm.attempts, "retry_at": iso(vm.retry_at),
             "save_path": vm.save_path, "disk_path": vm.disk_path,
-            "updated": iso(vm.updated_at)}
+            "updated": iso(vm.updated_at),
+            "where": vm.host or (f"cloud:{vm.cloud}" if vm.cloud else None)}
 
 
 @app.command("list")

@@ -1043,6 +1043,7 @@ class Scheduler:
             self.burster.settle(plan, 0)
         lease.burst = None
         lease.no_burst = reason
+        lease.first_start = None  # its instances never ran
         why = f"burst to {plan.provider} failed: {reason}"
         if lease.type is LeaseType.BE:
             self._move(lease, S.QUEUED, now, f"{why}; back in the local queue")
