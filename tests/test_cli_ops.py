@@ -92,7 +92,7 @@ def test_commands_before_init_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_db_status_and_migrate(cli: Cli) -> None:
     status = cli.json("db", "status")
     assert [m["name"] for m in status["applied"]] == ["0001-initial", "0002-vm-old-host",
-                                                      "0003-storage"]
+                                                      "0003-storage", "0004-clouds"]
     assert status["pending"] == [] and status["counts"]["hosts"] == 2
     assert cli.json("db", "migrate") == {"applied": []}
     assert "applied: 0001-initial" in cli("db", "status").stdout

@@ -191,8 +191,9 @@ class Burster:
                 found.why = detail
                 return found
             reasons.append(str(found))
-        for reason in reasons:
-            self.stats.refused[reason.split(":")[0] if ":" in reason else reason] += 1
+            # Stats by reason code ("budget", "instance-limit", ...), without the policy.
+            first = found.reasons[0] if getattr(found, "reasons", ()) else str(found)
+            self.stats.refused[first.split(":")[0]] += 1
         return reasons
 
     def commit(self, plan: BurstPlan) -> None:
