@@ -350,8 +350,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print results as JSON lines")
     parser.add_argument("--only", metavar="NAME",
                         help="run only the benchmarks whose name contains NAME "
-                             "(kth, reference, blue, admission, cli, version, list, request, "
-                             "ssh)")
+                             "(kth, reference, blue, burst, admission, cli, version, list, "
+                             "request, ssh)")
     args = parser.parse_args()
     repeat = 1 if args.quick else 3
 
@@ -372,14 +372,22 @@ def main() -> None:
                                            "actual"], n_full, repeat))
         if wanted("reference"):
             results.append(reference_easy(repeat))
-        if wanted("blue", "simulate"):
+        if wanted("blue", "simulate", "burst"):
             blue_jobs = sum(1 for line in BLUE.read_text().splitlines() if line.strip())
             blue_ars = sum(1 for line in BLUE_AR.read_text().splitlines()
                            if line.strip() and not line.startswith("#"))
-            results.append(simulate_bench("Blue 30 days + ARs, suspension on",
-                                          [str(BLUE), "--inject", str(BLUE_AR), "--nodes",
-                                           "144", "--suspension", "all"],
-                                          blue_jobs + blue_ars, repeat))
+            if wanted("blue", "simulate"):
+                results.append(simulate_bench(
+                    "Blue 30 days + ARs, suspension on",
+                    [str(BLUE), "--inject", str(BLUE_AR), "--nodes", "144", "--suspension",
+                     "all"], blue_jobs + blue_ars, repeat))
+            if wanted("burst"):
+                # Bursting and the comparison run without it: two simulations per command.
+                results.append(simulate_bench(
+                    "Blue 30 days + ARs, bursting (+ baseline run)",
+                    [str(BLUE), "--inject", str(BLUE_AR), "--nodes", "144",
+                     "--burst-provider", str(ROOT / "examples" / "ec2-burst.toml")],
+                    blue_jobs + blue_ars, repeat))
         if wanted("admission"):
             decisions = 100 if args.quick else 300
             results.append(ar_admission(1000, 10_000, decisions))

@@ -97,6 +97,10 @@ def parse_options(values: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if key not in OPTION_KEYS:
             raise InvalidInput(f"unknown cloud option {key!r}")
+        if key == "policy":
+            from cloudctl.policies.registry import load_policy
+
+            load_policy("burst", str(value))  # an unknown name fails here, not in a tick
         if key in ("max_wait", "boot_time"):
             value = parse_duration_field(value, key.replace("_", "-"))
         if key == "retry_backoff" and not 0 <= float(value) <= 600:

@@ -193,3 +193,14 @@ def test_provider_files_are_checked() -> None:
         provider_from({**good, "budget_per_month": "lots"}, "p.toml")
     with pytest.raises(InvalidInput, match="max_wait: cannot read"):
         provider_from({**good, "max_wait": "soon"}, "p.toml")
+
+
+def test_each_provider_bursts_by_its_own_policy() -> None:
+    s = cloud(1, provider(name="off", policy="never"), provider(name="on"))
+    s.submit(im(1, 0, 1000), 0)
+    decision = s.submit(im(2, 0, 100), 0)
+    assert decision.burst is not None and decision.burst.provider == "on"
+    s = cloud(1, provider(name="off", policy="never"))
+    s.submit(im(1, 0, 1000), 0)
+    refused = s.submit(im(2, 0, 100), 0)
+    assert "off: the burst policy is 'never'" in "; ".join(refused.reasons)

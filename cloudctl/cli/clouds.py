@@ -101,6 +101,10 @@ def add(
         "--boot-time", metavar="DURATION", show_default=False,
         help="How long an instance takes to boot, planned before its lease runs "
              "(default 0).")] = None,
+    burst_policy: Annotated[str | None, typer.Option(
+        "--burst-policy", metavar="NAME", show_default=False,
+        help="When and where leases burst: cheapest-fit (the default), never, or a "
+             "registered plug-in (entry point group cloudctl.policies.burst).")] = None,
     retry_backoff: Annotated[float | None, typer.Option(
         "--retry-backoff", metavar="SECONDS", show_default=False,
         help="First wait before retrying a throttled or capacity-refused call; doubles each "
@@ -114,7 +118,7 @@ def add(
         "ami": ami, "images": _images(image_ami), "max_wait": max_wait,
         "max_preemptions": max_preemptions, "burst_im": False if no_immediate else None,
         "max_instances": max_instances, "boot_time": boot_time,
-        "retry_backoff": retry_backoff}
+        "retry_backoff": retry_backoff, "policy": burst_policy}
     with cloud(ctx) as c:
         view = c.add_cloud(name, type_, region, endpoint, profile, budget, _prices(price),
                            options)

@@ -47,7 +47,6 @@ class Provider:
     max_wait: int | None = None
     max_preemptions: int | None = None
     burst_im: bool = True
-    partial: bool = False  # a multi-node lease may be split between local hosts and here
     max_instances: int | None = None  # at once
     min_billed_s: int = 60  # per instance, as EC2 bills Linux instances per second
     policy: str = "cheapest-fit"
@@ -164,11 +163,11 @@ class Burster:
         if len(set(names)) != len(names):
             raise InvalidInput(f"provider names repeat: {', '.join(names)}")
         self.providers = list(providers)
-        if policy is None:
-            from cloudctl.policies.registry import load_policy
+        from cloudctl.policies.registry import load_policy
 
-            policy = load_policy("burst", providers[0].policy)
-        self.policy = policy
+        # Each provider's own policy, unless one is given for all (tests, plug-ins).
+        self.policies = {p.name: policy if policy is not None else load_policy("burst", p.policy)
+                         for p in providers}
         self.ledger = ledger or Ledger(calendar_month())
         self.stats = BurstStats()
         waits = [p.max_wait for p in providers if p.max_wait is not None]
@@ -186,7 +185,8 @@ class Burster:
         per provider)."""
         reasons = []
         for provider in self.providers:
-            found = self.policy.plan(lease, trigger, provider, start, now, self.ledger)
+            found = self.policies[provider.name].plan(lease, trigger, provider, start, now,
+                                                      self.ledger)
             if isinstance(found, BurstPlan):
                 found.why = detail
                 return found
@@ -274,7 +274,7 @@ def catalogue_from(data: Mapping[str, Any], where: str,
 
 
 _PROVIDER_KEYS = {"name", "type", "region", "endpoint", "profile", "budget_per_month",
-                  "boot_time", "max_wait", "max_preemptions", "burst_im", "partial",
+                  "boot_time", "max_wait", "max_preemptions", "burst_im",
                   "max_instances", "min_billed", "policy", "prices", "instance_types", "ami",
                   "images"}
 
@@ -309,7 +309,7 @@ def provider_from(data: Mapping[str, Any], where: str,
         boot_time=parse_duration_field(data.get("boot_time", 0), f"{where}: boot_time"),
         max_wait=None if wait is None else parse_duration_field(wait, f"{where}: max_wait"),
         max_preemptions=pre, burst_im=bool(data.get("burst_im", True)),
-        partial=bool(data.get("partial", False)), max_instances=limit,
+        max_instances=limit,
         min_billed_s=parse_duration_field(data.get("min_billed", 60), f"{where}: min_billed"),
         policy=str(data.get("policy", "cheapest-fit")), type=str(data.get("type", "ec2")),
         region=str(data.get("region", "")), endpoint=data.get("endpoint"),
