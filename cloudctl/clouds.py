@@ -75,7 +75,8 @@ def spent_before(store: Store, live: set[int]) -> dict[tuple[str, str], float]:
     for inst in store.instances():
         if inst.lease_id in live or inst.launched_at is None:
             continue
-        spent[(inst.cloud, month(inst.launched_at))] += inst.cost(inst.ended_at or 0)
+        end = inst.ended_at if inst.ended_at is not None else inst.launched_at + 60
+        spent[(inst.cloud, month(inst.launched_at))] += _cost_between(inst, None, end)
     return dict(spent)
 
 

@@ -178,12 +178,3 @@ class InstanceRecord:
     error: str = ""
     updated_at: int = 0
     id: int = 0
-
-    def billed_s(self, now: int, minimum: int = 60) -> int:
-        if self.launched_at is None:
-            return 0
-        end = self.ended_at if self.ended_at is not None else now
-        return max(minimum, end - self.launched_at)
-
-    def cost(self, now: int) -> float:
-        return self.price_per_hour * self.billed_s(now) / 3600
