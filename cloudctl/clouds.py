@@ -40,7 +40,7 @@ DEFAULT_PRICES: dict[str, float] = {
     "r5.large": 0.126, "r5.xlarge": 0.252,
 }
 OPTION_KEYS = ("ami", "images", "max_wait", "max_preemptions", "boot_time", "burst_im",
-               "max_instances", "policy", "retry_backoff")
+               "max_instances", "partial", "policy", "retry_backoff")
 TAG_STORE, TAG_LEASE, TAG_VM = "cloudctl:store", "cloudctl:lease", "cloudctl:vm"
 
 
@@ -62,7 +62,8 @@ def provider_of(record: CloudRecord) -> Provider:
         name=record.name, catalogue=catalogue, budget_per_month=record.budget_per_month,
         boot_time=int(o.get("boot_time", 0)), max_wait=o.get("max_wait"),
         max_preemptions=o.get("max_preemptions"), burst_im=bool(o.get("burst_im", True)),
-        max_instances=o.get("max_instances"), policy=str(o.get("policy", "cheapest-fit")),
+        max_instances=o.get("max_instances"), partial=bool(o.get("partial", False)),
+        policy=str(o.get("policy", "cheapest-fit")),
         type=record.type, region=record.region, endpoint=record.endpoint,
         profile=record.profile, ami=o.get("ami"), images=dict(o.get("images", {})))
 

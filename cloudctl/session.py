@@ -107,9 +107,12 @@ class Session:
         run = lease.run
         state = lease.state
         hosts: tuple[int, ...] = ()
-        cloud = lease.burst.provider if lease.burst is not None else None
-        if cloud is not None and state is S.PREPARING and run is not None:
+        plan = lease.burst
+        # A burst lease's last `plan.nodes` nodes run on the cloud, the others (if any) here.
+        home = lease.nodes - plan.nodes if plan is not None else lease.nodes
+        if plan is not None and state is S.PREPARING and run is not None:
             want = "running"  # launched: it boots
+            hosts = run.hosts
         elif state in RUNNING_STATES and run is not None:
             want = "gone" if run.step >= RUN_END_DONE else "running"
             hosts = run.hosts
@@ -122,6 +125,7 @@ class Session:
         for node in range(lease.nodes):
             vm = existing.get(node)
             host = self.names[hosts[node]] if node < len(hosts) else None
+            cloud = plan.provider if plan is not None and node >= home else None
             if vm is None:
                 if want == "gone":
                     continue

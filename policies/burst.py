@@ -15,13 +15,15 @@ if TYPE_CHECKING:
 class CheapestFit:
     """Burst when the provider's triggers say so (an IM lease with no local room, a BE lease
     past its longest wait, an AR that would preempt more than allowed), on the cheapest
-    instance type that holds one virtual node, if the lease's cost fits this month's budget
+    instance type that holds one virtual node, if the nodes' cost fits this month's budget
     and the provider's instance limit."""
 
     name = "cheapest-fit"
 
     def plan(self, lease: Lease, trigger: str, provider: Provider, start: int, now: int,
-             ledger: Ledger) -> BurstPlan | Status:
+             ledger: Ledger, nodes: int) -> BurstPlan | Status:
+        """`nodes` of the lease's virtual nodes on `provider` (all of them, or the part local
+        hosts have no room for)."""
         from cloudctl.scheduler.burst import BurstPlan
 
         p = provider.name
@@ -42,15 +44,13 @@ class CheapestFit:
                 f"{need.memory_mib} MiB", self.name)
         limit = provider.max_instances
         running = ledger.running[p]
-        if limit is not None and running + lease.nodes > limit:
+        if limit is not None and running + nodes > limit:
             return Status.unschedulable(
                 f"instance-limit: {p} runs {running} of {limit} instances, the lease needs "
-                f"{lease.nodes}", self.name)
-        run_start = max(start, now + provider.boot_time) if trigger != "ar" else start
-        launch = max(now, run_start - provider.boot_time)
+                f"{nodes}", self.name)
         length = lease.duration if trigger == "ar" else lease.remaining
-        end = run_start + length
-        cost = provider.cost(kind, lease.nodes, end - launch)
+        launch, run_start, end = provider.timing(trigger, start, now, length)
+        cost = provider.cost(kind, nodes, end - launch)
         budget = provider.budget_per_month
         if budget is not None:
             spent = ledger.committed(p, launch)
@@ -58,8 +58,8 @@ class CheapestFit:
                 return Status.unschedulable(
                     f"budget: {p} has ${budget - spent:.2f} of ${budget:.2f} left for "
                     f"{ledger.period(launch)}, the lease would cost ${cost:.2f}", self.name)
-        return BurstPlan(p, kind.name, kind.price_per_hour, lease.nodes, launch, run_start,
-                         end, cost, trigger)
+        return BurstPlan(p, kind.name, kind.price_per_hour, nodes, launch, run_start, end,
+                         cost, trigger)
 
 
 class Never:
@@ -68,5 +68,5 @@ class Never:
     name = "never"
 
     def plan(self, lease: Lease, trigger: str, provider: Provider, start: int, now: int,
-             ledger: Ledger) -> Status:
+             ledger: Ledger, nodes: int) -> Status:
         return Status.unschedulable(f"{provider.name}: the burst policy is 'never'", self.name)

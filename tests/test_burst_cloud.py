@@ -217,3 +217,44 @@ def test_tick_reports_instances_no_lease_owns_and_reaps_them_when_asked(
     assert tick["instances"]["reaped"] == [f"ec2: {stray[0].id}"]
     states = {i.id: i.state for i in instances(ec2_env)}
     assert states == {stray[0].id: "terminated", other[0].id: "running"}
+
+
+def test_a_lease_bursts_in_part_its_local_node_runs_here_and_both_halves_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ec2_env: EC2Env) -> None:
+    c = ec2_cloud(tmp_path, monkeypatch, ec2_env, "--partial")
+    assert c.json("cloud", "show", "ec2")["partial"] is True
+    c.json("lease", "request", "--type", "im", "--cpus", "4", "--memory", "8192",
+           "--duration", "2h")  # one host busy
+    ask = ("lease", "request", "--type", "im", "--nodes", "3", "--cpus", "4", "--memory",
+           "8192", "--duration", "1h")
+    what_if = c.json(*ask, "--dry-run")
+    assert what_if["lease"]["hosts"] == ["node-2"]
+    assert {k: what_if["burst"][k] for k in ("instance_type", "nodes", "cost")} == {
+        "instance_type": "m5.xlarge", "nodes": 2, "cost": 0.384}  # 2, not 3, instances
+    text = c(*ask, "--dry-run").stdout
+    assert "hosts: node-2" in text and "burst to ec2: 2 x m5.xlarge" in text
+
+    lease = c.json(*ask)
+    tick = c.json("tick")
+    assert tick["failed"] == [] and tick["burst_failed"] == {}
+    vms = {v["name"]: (v["state"], v["host"], v["cloud"])
+           for v in c.json("vm", "list") if v["lease"] == lease["id"]}
+    n = lease["id"]
+    assert vms == {f"cloudctl-{n}-0": ("running", "node-2", None),
+                   f"cloudctl-{n}-1": ("running", None, "ec2"),
+                   f"cloudctl-{n}-2": ("running", None, "ec2")}
+    running = instances(ec2_env, **{"cloudctl:lease": str(n)})
+    assert sorted(i.tags["cloudctl:vm"] for i in running if i.state == "running") == [
+        f"cloudctl-{n}-1", f"cloudctl-{n}-2"]
+    # The node kept here counts against the host: node-2 has no room left for an hour.
+    assert c.json("lease", "request", "--type", "im", "--cpus", "4", "--memory", "8192",
+                  "--duration", "1h", "--dry-run")["burst"] is not None
+
+    c.at(T_1H)
+    c.json("tick")
+    assert c.json("lease", "show", str(n))["state"] == "done"
+    assert {i.state for i in instances(ec2_env)} == {"terminated"}
+    assert [v for v in c.json("vm", "list") if v["lease"] == n and v["state"] != "gone"] == []
+    report = c.json("cost", "report", "--by", "lease")
+    assert report["rows"] == [{"lease": f"lease {n}", "spent_usd": 0.384, "instances": 2,
+                               "instance_hours": 2.0}]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import ar, be, config, hosts, im, timeline
+from conftest import ar, be, config, hosts, im, planned, timeline
 
 from cloudctl.errors import InvalidInput
 from cloudctl.scheduler.burst import (
@@ -24,7 +24,7 @@ from cloudctl.scheduler.burst import (
 )
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.model import LeaseState
-from cloudctl.sim.simulator import simulate
+from cloudctl.sim.simulator import simulate, summarize
 
 CATALOGUE = (InstanceType("small", 1, 2048, 0.36), InstanceType("big", 4, 16384, 1.44),
              InstanceType("tiny", 1, 512, 0.01))
@@ -193,6 +193,9 @@ def test_provider_files_are_checked() -> None:
         provider_from({**good, "budget_per_month": "lots"}, "p.toml")
     with pytest.raises(InvalidInput, match="max_wait: cannot read"):
         provider_from({**good, "max_wait": "soon"}, "p.toml")
+    with pytest.raises(InvalidInput, match="partial must be true or false"):
+        provider_from({**good, "partial": "yes"}, "p.toml")
+    assert provider_from({**good, "partial": True}, "p.toml").partial
 
 
 def test_each_provider_bursts_by_its_own_policy() -> None:
@@ -204,3 +207,121 @@ def test_each_provider_bursts_by_its_own_policy() -> None:
     s.submit(im(1, 0, 1000), 0)
     refused = s.submit(im(2, 0, 100), 0)
     assert "off: the burst policy is 'never'" in "; ".join(refused.reasons)
+
+
+# -- partial bursting: a multi-node lease's nodes split between local hosts and a cloud -------
+
+def test_a_lease_bursts_only_the_nodes_local_hosts_have_no_room_for() -> None:
+    s = cloud(2, provider(partial=True), shutdown_time=30)
+    s.submit(im(1, 0, 5000), 0)  # host-0 busy, host-1 free
+    decision = s.submit(im(2, 10, 600, nodes=3), 10)
+    plan = decision.burst
+    assert plan is not None and decision.hosts == (1,)
+    assert (plan.nodes, plan.instance_type, plan.start, plan.run_start, plan.end) == (
+        2, "small", 10, 70, 670)
+    assert plan.cost == pytest.approx(0.132)  # 2 instances x 660 s, not 3
+    # the local node is held from the launch to its shutdown after the run
+    assert planned(s.leases[2]) == (10, 70, 670, (1,))
+    assert s.leases[2].run is not None and s.leases[2].run.end == 700
+    assert s.submit(im(3, 20, 100), 20).burst is not None  # host-1 is taken
+    s.advance(1000)
+    assert timeline(s.leases[2]) == {"state": "done", "runs": [(70, 670, (1,))], "done": 700}
+    assert s.burster is not None and (s.burster.stats.bursts, s.burster.stats.partial) == (2, 1)
+    # the same lease with a provider that takes whole leases only: all three nodes go
+    s = cloud(2, provider())
+    s.submit(im(1, 0, 5000), 0)
+    decision = s.submit(im(2, 10, 600, nodes=3), 10)
+    assert decision.hosts == () and decision.burst is not None and decision.burst.nodes == 3
+
+
+def test_partial_bursting_counts_only_the_cloud_nodes_against_budget_and_limit() -> None:
+    # Two of three hosts free: in part the lease needs 1 instance ($0.066), whole 3 ($0.198).
+    s = cloud(3, provider(partial=True, budget_per_month=0.1, max_instances=1))
+    s.submit(im(1, 0, 5000), 0)
+    decision = s.submit(im(2, 10, 600, nodes=3), 10)
+    assert decision.burst is not None and decision.burst.nodes == 1
+    assert sorted(decision.hosts) == [1, 2]
+    assert decision.burst.cost == pytest.approx(0.066)
+    assert s.burster.ledger.running["ec2"] == 1  # type: ignore[union-attr]
+    s = cloud(3, provider(budget_per_month=0.1, max_instances=1))
+    s.submit(im(1, 0, 5000), 0)
+    refused = s.submit(im(2, 10, 600, nodes=3), 10)
+    assert refused.state is LeaseState.REJECTED
+    assert "instance-limit: ec2 runs 0 of 1 instances, the lease needs 3" in "; ".join(
+        refused.reasons)
+
+
+def test_an_ar_keeps_at_home_the_nodes_it_need_not_preempt_for() -> None:
+    # host-0 runs a BE lease; the AR needs both hosts and may preempt nobody: its node on
+    # host-1 stays here (held from the instances' launch, 60 s before its start), the other
+    # bursts, and the BE lease runs on untouched.
+    s = cloud(2, provider(partial=True, max_preemptions=0), shutdown_time=20)
+    simulate([be(1, 0, 2000), ar(2, 100, 500, 300, nodes=2)], hosts(2), s)
+    assert s.preemptions == 0
+    # (its 20 s shutdown after the run)
+    assert timeline(s.leases[1]) == {"state": "done", "runs": [(0, 2000, (0,))], "done": 2020}
+    plan = s.leases[2].burst
+    assert plan is not None and (plan.nodes, plan.start, plan.run_start, plan.end) == (
+        1, 440, 500, 800)
+    # the AR's shutdown is carved from its window, as for any AR
+    assert timeline(s.leases[2]) == {"state": "done", "runs": [(500, 780, (1,))], "done": 800}
+
+
+def test_a_partly_burst_lease_is_never_preempted() -> None:
+    # Lease 2 (BE, 2 nodes) waited too long: one node runs on host-1 (free), one bursts.
+    s = cloud(2, provider(partial=True, max_wait=100), backfilling="off")
+    s.submit(im(1, 0, 5000), 0)
+    s.submit(be(2, 0, 3000, nodes=2), 0)
+    s.schedule(0)
+    s.advance(100)
+    s.schedule(100)  # lease 2 has waited its 100 s
+    s.advance(200)
+    assert s.leases[2].burst is not None and s.leases[2].run.hosts == (1,)  # type: ignore[union-attr]
+    decision = s.submit(ar(3, 200, 1000, 500), 200)  # would need host-1
+    assert decision.state is LeaseState.REJECTED
+    assert "burst: lease 2 runs partly on ec2" in "; ".join(decision.reasons)
+    assert s.preemptions == 0
+
+
+def test_a_failed_partial_burst_gives_its_local_node_back() -> None:
+    s = cloud(2, provider(partial=True, max_wait=100), backfilling="off")
+    s.submit(im(1, 0, 5000), 0)
+    s.submit(be(2, 0, 3000, nodes=2), 0)
+    s.schedule(0)
+    s.advance(100)
+    s.schedule(100)
+    s.advance(150)
+    assert s.leases[2].state is LeaseState.PREPARING
+    ledger = s.burster.ledger  # type: ignore[union-attr]
+    assert ledger.running["ec2"] == 1
+    s.unburst(2, 150, "InsufficientInstanceCapacity")
+    assert s.leases[2].state is LeaseState.QUEUED and s.leases[2].burst is None
+    assert ledger.running["ec2"] == 0 and ledger.committed("ec2", 0) == 0
+    # host-1 is free again: a one-node lease starts there at once
+    assert s.submit(im(3, 150, 100), 150).hosts == (1,)
+
+
+def test_losing_the_host_of_a_partly_burst_lease_lets_its_instances_go() -> None:
+    s = cloud(2, provider(partial=True, max_wait=100), backfilling="off")
+    s.submit(im(1, 0, 5000), 0)
+    s.submit(be(2, 0, 3000, nodes=2), 0)
+    s.schedule(0)
+    s.advance(100)
+    s.schedule(100)
+    s.advance(1000)
+    assert s.leases[2].state is LeaseState.ACTIVE
+    s.evict(2, 1000, "host-1 lost")
+    lease = s.leases[2]
+    assert lease.burst is None and lease.state is LeaseState.QUEUED
+    assert s.burster.ledger.running["ec2"] == 0  # type: ignore[union-attr]
+    # billed for what ran: launch at 100, let go at 1000
+    assert s.burster.stats.cost == pytest.approx(0.09)  # type: ignore[union-attr]
+
+
+def test_a_simulation_counts_only_the_local_nodes_of_a_partial_burst_as_utilization() -> None:
+    s = cloud(2, provider(partial=True))
+    simulate([im(1, 0, 1000), im(2, 0, 1000, nodes=2)], hosts(2), s)
+    assert s.leases[2].burst is not None and s.leases[2].burst.nodes == 1
+    summary = summarize(list(s.leases.values()), 2, s.preemptions, 0.0)
+    # both hosts busy 1000 s of the 1060 s span (lease 2 runs after its 60 s boot)
+    assert summary["utilization"] == pytest.approx(2000 / (2 * 1060), abs=1e-3)

@@ -101,6 +101,10 @@ def add(
         "--boot-time", metavar="DURATION", show_default=False,
         help="How long an instance takes to boot, planned before its lease runs "
              "(default 0).")] = None,
+    partial: Annotated[bool, typer.Option(
+        "--partial", help="Let a multi-node lease burst in part: the nodes local hosts have "
+                          "room for run here, only the rest on this cloud (cheaper than "
+                          "bursting it whole). By default a lease bursts whole.")] = False,
     burst_policy: Annotated[str | None, typer.Option(
         "--burst-policy", metavar="NAME", show_default=False,
         help="When and where leases burst: cheapest-fit (the default), never, or a "
@@ -117,7 +121,7 @@ def add(
     options: dict[str, Any] = {
         "ami": ami, "images": _images(image_ami), "max_wait": max_wait,
         "max_preemptions": max_preemptions, "burst_im": False if no_immediate else None,
-        "max_instances": max_instances, "boot_time": boot_time,
+        "max_instances": max_instances, "boot_time": boot_time, "partial": partial or None,
         "retry_backoff": retry_backoff, "policy": burst_policy}
     with cloud(ctx) as c:
         view = c.add_cloud(name, type_, region, endpoint, profile, budget, _prices(price),

@@ -144,7 +144,9 @@ def simulate(
         help="A public cloud to burst to (repeat for several, tried in order): a TOML file "
              "with name, budget_per_month (USD), boot_time, max_wait (best-effort leases "
              "waiting longer burst), max_preemptions (ARs that would preempt more burst), "
-             "burst_im, max_instances, and [prices] with [[instance_types]] sizes. The run is "
+             "burst_im, max_instances, partial (true: a multi-node lease may burst only the "
+             "nodes local hosts have no room for), and [prices] with [[instance_types]] "
+             "sizes. The run is "
              "compared with one without bursting: the summary's 'burst' object says what it "
              "cost and how much waiting it saved.")] = None,
     start: Annotated[str | None, typer.Option(

@@ -48,6 +48,9 @@ class Provider:
     max_preemptions: int | None = None
     burst_im: bool = True
     max_instances: int | None = None  # at once
+    # A multi-node lease may run partly here: the nodes local hosts have room for stay
+    # home, the rest burst (cheaper than bursting them all).
+    partial: bool = False
     min_billed_s: int = 60  # per instance, as EC2 bills Linux instances per second
     policy: str = "cheapest-fit"
     # For the real cloud: where and what to launch (never credentials).
@@ -65,6 +68,13 @@ class Provider:
         if not fitting:
             return None
         return min(fitting, key=lambda t: (t.price_per_hour, t.vcpus, t.memory_mib, t.name))
+
+    def timing(self, trigger: str, start: int, now: int, length: int) -> tuple[int, int, int]:
+        """(launch, running, end) of instances that run `length` seconds from `start`: an
+        AR runs in its own window, launched a boot time ahead; any other lease runs as soon
+        as its instances have booted."""
+        run_start = start if trigger == "ar" else max(start, now + self.boot_time)
+        return max(now, run_start - self.boot_time), run_start, run_start + length
 
     def ami_for(self, image: str | None) -> str | None:
         """The machine image a lease's VMs boot on this provider."""
@@ -87,7 +97,8 @@ class Provider:
 class BurstPlan:
     """Where a burst lease runs: `nodes` instances of `instance_type` on `provider`, launched
     at `start`, running from `run_start` to `end`; its cost as planned, then as billed once
-    it ends."""
+    it ends. A partial burst runs only some of the lease's nodes there: its other nodes are
+    the lease's run's local hosts."""
 
     provider: str
     instance_type: str
@@ -145,6 +156,7 @@ class Ledger:
 @dataclass
 class BurstStats:
     bursts: int = 0
+    partial: int = 0  # bursts that sent only some of a lease's nodes
     instances: int = 0
     instance_seconds: int = 0
     cost: float = 0.0
@@ -179,26 +191,38 @@ class Burster:
                 return p
         raise InvalidInput(f"no burst provider {name!r}")
 
-    def offer(self, lease: Any, trigger: str, start: int, now: int,
-              detail: str = "") -> BurstPlan | list[str]:
-        """A plan to run the whole lease on a provider from `start`, or why not (one reason
-        per provider)."""
+    def offer(self, lease: Any, trigger: str, start: int, now: int, detail: str = "",
+              local: Callable[[Provider], tuple[int, ...]] | None = None
+              ) -> tuple[BurstPlan, tuple[int, ...]] | list[str]:
+        """A plan to run the lease on a provider from `start` and the local hosts of its
+        other nodes, or why not (one reason per provider). Where a provider allows it and
+        `local` finds room for some nodes (one host per node, for the provider's timing), only
+        the rest burst; else the whole lease does."""
         reasons = []
         for provider in self.providers:
-            found = self.policies[provider.name].plan(lease, trigger, provider, start, now,
-                                                      self.ledger)
+            policy = self.policies[provider.name]
+            home: tuple[int, ...] = ()
+            if provider.partial and local is not None and lease.nodes > 1:
+                home = local(provider)[:lease.nodes - 1]
+            found = policy.plan(lease, trigger, provider, start, now, self.ledger,
+                                lease.nodes - len(home))
+            if home and not isinstance(found, BurstPlan):
+                home = ()
+                found = policy.plan(lease, trigger, provider, start, now, self.ledger,
+                                    lease.nodes)
             if isinstance(found, BurstPlan):
                 found.why = detail
-                return found
+                return found, home
             reasons.append(str(found))
             # Stats by reason code ("budget", "instance-limit", ...), without the policy.
             first = found.reasons[0] if getattr(found, "reasons", ()) else str(found)
             self.stats.refused[first.split(":")[0]] += 1
         return reasons
 
-    def commit(self, plan: BurstPlan) -> None:
+    def commit(self, plan: BurstPlan, lease_nodes: int) -> None:
         self.ledger.add(plan)
         self.stats.bursts += 1
+        self.stats.partial += plan.nodes < lease_nodes
         self.stats.instances += plan.nodes
         self.stats.by_trigger[plan.trigger] += 1
 
@@ -275,8 +299,8 @@ def catalogue_from(data: Mapping[str, Any], where: str,
 
 _PROVIDER_KEYS = {"name", "type", "region", "endpoint", "profile", "budget_per_month",
                   "boot_time", "max_wait", "max_preemptions", "burst_im",
-                  "max_instances", "min_billed", "policy", "prices", "instance_types", "ami",
-                  "images"}
+                  "max_instances", "min_billed", "partial", "policy", "prices",
+                  "instance_types", "ami", "images"}
 
 
 def provider_from(data: Mapping[str, Any], where: str,
@@ -308,13 +332,19 @@ def provider_from(data: Mapping[str, Any], where: str,
         budget_per_month=None if budget is None else float(budget),
         boot_time=parse_duration_field(data.get("boot_time", 0), f"{where}: boot_time"),
         max_wait=None if wait is None else parse_duration_field(wait, f"{where}: max_wait"),
-        max_preemptions=pre, burst_im=bool(data.get("burst_im", True)),
-        max_instances=limit,
+        max_preemptions=pre, burst_im=_flag(data.get("burst_im", True), f"{where}: burst_im"),
+        max_instances=limit, partial=_flag(data.get("partial", False), f"{where}: partial"),
         min_billed_s=parse_duration_field(data.get("min_billed", 60), f"{where}: min_billed"),
         policy=str(data.get("policy", "cheapest-fit")), type=str(data.get("type", "ec2")),
         region=str(data.get("region", "")), endpoint=data.get("endpoint"),
         profile=data.get("profile"), ami=data.get("ami"),
         images={str(k): str(v) for k, v in images.items()})
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{what} must be true or false, got {value!r}")
+    return value
 
 
 def load_provider_file(path: Any) -> Provider:
@@ -331,6 +361,7 @@ def summary(burster: Burster | None) -> dict[str, Any] | None:
         return None
     s = burster.stats
     return {"providers": [p.name for p in burster.providers], "bursts": s.bursts,
+            "partial": s.partial,
             "instances": s.instances, "instance_hours": round(s.instance_seconds / 3600, 3),
             "cost_usd": round(s.cost, 2), "by_trigger": dict(sorted(s.by_trigger.items())),
             "refused": dict(sorted(s.refused.items()))}

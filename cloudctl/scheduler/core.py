@@ -34,7 +34,7 @@ from cloudctl.scheduler.timing import (
 from cloudctl.scheduler.transfers import TransferLink
 
 if TYPE_CHECKING:
-    from cloudctl.scheduler.burst import Burster, BurstPlan
+    from cloudctl.scheduler.burst import Burster, BurstPlan, Provider
 
 S = LeaseState
 # Phases of a run, carried out in this order when several fall on one instant: what ends goes
@@ -326,7 +326,9 @@ class Scheduler:
         elif phase == END:
             self._drop_run(run)
             if lease.burst is not None and self.burster is not None:
-                self.burster.settle(lease.burst, t - lease.burst.start)
+                # Billed until its instances went: the local nodes' shutdown is not theirs.
+                plan = lease.burst
+                self.burster.settle(plan, min(t, plan.end) - plan.start)
             if run.post == SUSPEND:
                 lease.suspensions.append((run.run_end, run.end))
                 self._move(lease, S.SUSPENDED_PENDING, t, "suspended")
@@ -563,7 +565,7 @@ class Scheduler:
         if (wait is not None and run.start - lease.submit > wait and not suspended
                 and lease.first_start is None):
             why = (f"would wait {run.start - lease.submit} s for local hosts (limit {wait} s)")
-            if self._burst(lease, "be", now, now, why, []):
+            if self._burst(lease, "be", now, now, why, [], self._ready_hosts(lease, now)):
                 return True
         self._book(run, now)
         if run.start > now:
@@ -666,6 +668,18 @@ class Scheduler:
         per_host = max(Counter(lease.last_hosts).values(), default=lease.nodes)
         return transfer_time(size, self.config.bandwidth) * per_host
 
+    def _ready_hosts(self, lease: Lease, now: int) -> set[int] | None:
+        """The hosts the lease may run on that hold its image at `now` (None: any host)."""
+        cfg = self.config
+        ready = None
+        if cfg.image_transfer != "none" and lease.image:
+            ready = {h for h in range(len(self.hosts))
+                     if cfg.image_cache and self.cache[h].get(lease.image, INFINITY) <= now}
+        allowed = self._allowed(lease)
+        if allowed is not None:
+            ready = allowed if ready is None else ready & allowed
+        return ready
+
     def _allowed(self, lease: Lease) -> set[int] | None:
         return self.policies.host_filter.allowed(lease, self.hosts)
 
@@ -738,14 +752,8 @@ class Scheduler:
             if run_end <= start:
                 return self._reject(lease, now, f"duration {lease.duration} s is shorter than "
                                                 f"its shutdown ({shutdown} s)")
-        if cfg.image_transfer != "none" and lease.image and lease.type is LeaseType.IM:
-            hosts_ok = {h for h in range(len(self.hosts))
-                        if cfg.image_cache and self.cache[h].get(lease.image, INFINITY) <= now}
-        else:
-            hosts_ok = None
-        allowed = self._allowed(lease)
-        if allowed is not None:
-            hosts_ok = allowed if hosts_ok is None else hosts_ok & allowed
+        hosts_ok = self._ready_hosts(lease, now) if lease.type is LeaseType.IM else (
+            self._allowed(lease))
         hosts = self._place_exact(lease, start, end, hosts_ok)
         preempted: list[Preemption] = []
         if hosts is None:
@@ -758,7 +766,8 @@ class Scheduler:
                     more = f" (+{len(short) - 3} more)" if len(short) > 3 else ""
                     reasons.append("; ".join(short[:3]) + more)
                 if self.burster is not None and self._burst(
-                        lease, trigger, start, now, "no local room", reasons):
+                        lease, trigger, start, now, "no local room", reasons,
+                        self._ready_hosts(lease, now)):
                     return self._burst_decision(lease)
                 return self._reject(lease, now, "; ".join(reasons))
             if self.burster is not None and lease.type is LeaseType.AR:
@@ -766,7 +775,8 @@ class Scheduler:
                                    if p.max_preemptions is not None), default=None)
                 if allowed_pre is not None and len(victims) > allowed_pre and self._burst(
                         lease, trigger, start, now,
-                        f"would preempt {len(victims)} lease(s), more than {allowed_pre}", []):
+                        f"would preempt {len(victims)} lease(s), more than {allowed_pre}", [],
+                        self._ready_hosts(lease, now)):
                     return self._burst_decision(lease)
             for victim in victims:
                 preempted.append(self._preempt(victim, start, now))
@@ -803,23 +813,24 @@ class Scheduler:
                     return tuple(chosen)
         return self._assign(lease, table.candidates_at(start, end, lease.need, allowed), end)
 
-    def _assign(self, lease: Lease, candidates: list[Candidate],
-                end: int) -> tuple[int, ...] | None:
-        """One host per virtual node, best-scored hosts first, as many VMs per host as fit."""
+    def _assign(self, lease: Lease, candidates: list[Candidate], end: int,
+                most: int | None = None) -> tuple[int, ...] | None:
+        """One host per virtual node, best-scored hosts first, as many VMs per host as fit
+        (None when they do not all fit, unless `most` asks for up to that many nodes)."""
         key = self.policies.host_score.key
         # Host order first, then a stable sort by score: ties stay in host order, as if the
         # host were the key's last element, without building a second tuple per candidate.
         ranked = sorted(candidates, key=_by_host)
         ranked.sort(key=lambda c: key(lease, c, end))
         chosen: list[int] = []
-        left = lease.nodes
+        left = lease.nodes if most is None else most
         for c in ranked:
             if c.fits >= left:
                 chosen.extend([c.host] * left)
                 return tuple(chosen)
             chosen.extend([c.host] * c.fits)
             left -= c.fits
-        return None
+        return None if most is None else tuple(chosen)
 
     def _find_victims(self, lease: Lease, start: int, end: int,
                       allowed: set[int] | None) -> tuple[list[Lease] | None, list[str]]:
@@ -835,9 +846,13 @@ class Scheduler:
         need = f"{lease.nodes} x {lease.need.cpus} CPU/{lease.need.memory_mib} MiB"
         reasons = [f"no room for {need} during [{self._t(start)}, {self._t(end)})"]
         policy = self.policies.preemption
-        ranked = policy.rank(lease, list(overlapping.values()), start)
+        # A lease partly on a public cloud is not suspended: its instances would go on.
+        ranked = [v for v in policy.rank(lease, list(overlapping.values()), start)
+                  if v.burst is None]
         for victim in overlapping.values():
-            if victim not in ranked:
+            if victim.burst is not None:
+                reasons.append(f"burst: lease {victim.id} runs partly on {victim.burst.provider}")
+            elif victim not in ranked:
                 reasons.append(str(policy.may_preempt(lease, victim, start)))
         if not ranked:
             return None, reasons
@@ -965,7 +980,7 @@ class Scheduler:
         lease = run.lease
         if lease.run is run:
             lease.run = None
-            if lease.type is not LeaseType.BE and lease.burst is None:
+            if lease.type is not LeaseType.BE and run.hosts:  # a burst lease's may be none
                 self._fixed_future -= 1
 
     def _reject(self, lease: Lease, now: int, reason: str) -> Decision:
@@ -999,34 +1014,67 @@ class Scheduler:
             waited = now - lease.submit
             reasons: list[str] = []
             if self._burst(lease, "be", now, now, f"waited {waited} s for local hosts",
-                           reasons):
+                           reasons, self._ready_hosts(lease, now)):
                 self._dequeue(lease)
             else:
                 lease.reason = f"{lease.reason}; not burst: {'; '.join(reasons)}"
 
     def _burst(self, lease: Lease, trigger: str, start: int, now: int, why: str,
-               reasons: list[str]) -> bool:
-        """Run the whole lease on a provider if the burst policy finds one: True when it
-        does (the lease is scheduled there), else the providers' reasons are added."""
+               reasons: list[str], allowed: set[int] | None = None) -> bool:
+        """Run the lease on a provider if the burst policy finds one: True when it does (the
+        lease is scheduled there, with the nodes our hosts have room for kept at home when
+        the provider takes part of a lease), else the providers' reasons are added."""
         assert self.burster is not None
         if lease.no_burst:
             reasons.append(f"not burst: an earlier burst failed ({lease.no_burst})")
             return False
-        found = self.burster.offer(lease, trigger, start, now, why)
+
+        def local(provider: Provider) -> tuple[int, ...]:
+            launch, _, end = provider.timing(trigger, start, now, self._burst_length(lease,
+                                                                                     trigger))
+            end = self._burst_run(lease, trigger, launch, end, 1)[1]
+            found = self.table.candidates_at(launch, end, lease.need, allowed)
+            return self._assign(lease, found, end, most=lease.nodes - 1) or ()
+
+        found = self.burster.offer(lease, trigger, start, now, why, local)
         if isinstance(found, list):
             reasons.extend(f"not burst: {r}" for r in found)
             return False
-        plan = found
-        self.burster.commit(plan)
+        plan, home = found
+        self.burster.commit(plan, lease.nodes)
         lease.burst = plan
-        run_end = plan.end
-        run = Run(lease, (), plan.start, plan.start, plan.run_start, run_end, run_end, SHUTDOWN)
-        lease.run = run
-        self._push(run)
+        run_end, end = self._burst_run(lease, trigger, plan.start, plan.end, len(home))
+        run = Run(lease, home, plan.start, plan.start, plan.run_start, run_end, end, SHUTDOWN)
+        if home:
+            self._book(run, now)
+            if lease.type is not LeaseType.BE:
+                self._fixed_future += 1
+        else:
+            lease.run = run
+            self._push(run)
+        where = f"{plan.nodes} x {plan.instance_type}"
+        if home:
+            where += f" (and {len(home)} node(s) here)"
         self._move(lease, S.SCHEDULED, now,
-                   f"burst to {plan.provider}: {plan.nodes} x {plan.instance_type} at "
-                   f"${plan.price_per_hour}/h, ~${plan.cost:.2f} ({why})")
+                   f"burst to {plan.provider}: {where} at ${plan.price_per_hour}/h, "
+                   f"~${plan.cost:.2f} ({why})")
         return True
+
+    @staticmethod
+    def _burst_length(lease: Lease, trigger: str) -> int:
+        return lease.duration if trigger == "ar" else lease.remaining
+
+    def _burst_run(self, lease: Lease, trigger: str, launch: int, end: int,
+                   home: int) -> tuple[int, int]:
+        """(run end, reservation end) of a burst lease whose instances run until `end`, with
+        `home` nodes on local hosts: those shut down as any VM here does (inside an AR's
+        window, after any other lease's run)."""
+        if not home:
+            return end, end
+        shutdown = shutdown_duration(home, self.config)
+        if trigger == "ar":
+            return end - shutdown, end
+        return end, end + shutdown
 
     def unburst(self, lease_id: int, now: int, reason: str) -> Lease:
         """The provider could not run a burst lease (capacity, limits, credentials, an
@@ -1038,7 +1086,7 @@ class Scheduler:
             return lease
         self._tick(now)
         if lease.run is not None:
-            self._drop_run(lease.run)
+            self._release(lease.run, now)  # and the nodes it kept here, if partial
         if self.burster is not None:
             self.burster.settle(plan, 0)
         lease.burst = None
@@ -1050,23 +1098,32 @@ class Scheduler:
             self._enqueue(lease)
             self.schedule(now)
             return lease
-        if lease.type is LeaseType.AR and plan.run_start >= now:
-            end = plan.run_start + lease.duration
-            hosts = self._place_exact(lease, plan.run_start, end, self._allowed(lease))
-            if hosts is not None:
-                run = Run(lease, hosts, plan.run_start, plan.run_start, plan.run_start,
-                          end - shutdown_duration(lease.nodes, self.config), end, SHUTDOWN)
-                self._book(run, now)
-                self._fixed_future += 1
-                lease.reason = f"{why}; placed on local hosts"
-                return lease
+        if lease.type is LeaseType.AR and plan.run_start >= now and self._place_ar(
+                lease, plan.run_start, now, f"{why}; placed on local hosts"):
+            self._replan_future(now)
+            return lease
         self._move(lease, S.FAIL, now, why)
+        self._replan_future(now)
         return lease
+
+    def _place_ar(self, lease: Lease, start: int, now: int, reason: str) -> bool:
+        """Book an AR's whole window on local hosts, all its nodes, if they have room."""
+        end = start + lease.duration
+        hosts = self._place_exact(lease, start, end, self._allowed(lease))
+        if hosts is None:
+            return False
+        run = Run(lease, hosts, start, start, start,
+                  end - shutdown_duration(lease.nodes, self.config), end, SHUTDOWN)
+        self._book(run, now)
+        self._fixed_future += 1
+        lease.reason = reason
+        return True
 
     def _burst_decision(self, lease: Lease) -> Decision:
         plan = lease.burst
         assert plan is not None
-        return Decision(lease.id, lease.state, plan.run_start, plan.end, (), burst=plan)
+        home = lease.run.hosts if lease.run is not None else ()
+        return Decision(lease.id, lease.state, plan.run_start, plan.end, home, burst=plan)
 
     # -- a scheduler rebuilt from a state store ---------------------------------------------
 
@@ -1088,17 +1145,14 @@ class Scheduler:
             held, run.channel = run.channel, []
             for start, end in held:
                 self._hold_channel(run, start, end)
-            if lease.burst is None:
-                run.bookings = [Booking(run.start, run.end, h, lease.need, run)
-                                for h in run.hosts]
-                bookings.extend(run.bookings)
+            # A burst lease books only the nodes it keeps here (none, unless partial).
+            run.bookings = [Booking(run.start, run.end, h, lease.need, run) for h in run.hosts]
+            bookings.extend(run.bookings)
             self._push(run)
-            if lease.burst is not None:
-                continue  # on a public cloud: nothing booked here
             if lease.type is LeaseType.BE:
-                if run.step == 0 and run.start > self.now:
+                if run.step == 0 and run.start > self.now and lease.burst is None:
                     self._future_be.add(lease.id)
-            else:
+            elif run.hosts:
                 self._fixed_future += 1
         self.table.load(bookings)
 
@@ -1147,7 +1201,17 @@ class Scheduler:
                 lease.runs.append((run.run_start, min(now, run.run_end), run.hosts))
             self._future_be.discard(lease.id)
             self._release(run, now)
-        if lease.type is LeaseType.BE:
+        plan = lease.burst
+        if plan is not None:  # it ran partly on a public cloud: those instances go too
+            if self.burster is not None:
+                self.burster.settle(plan, max(0, now - plan.start))
+            lease.burst = None
+        if plan is not None and lease.type is not LeaseType.BE:
+            if not (lease.type is LeaseType.AR and plan.run_start >= now and self._place_ar(
+                    lease, plan.run_start, now, f"{reason}; placed on local hosts")):
+                self._move(lease, S.FAIL, now, f"{reason}; its local nodes have no other "
+                                               f"host and its instances were let go")
+        elif lease.type is LeaseType.BE:
             lease.remaining = lease.duration
             lease.last_hosts = ()
             self._move(lease, S.QUEUED, now, f"{reason}; requeued, starts over")

@@ -114,8 +114,8 @@ def summarize(leases: Sequence[Lease], n_hosts: int, preemptions: int, wall_s: f
     busy = 0
     for lease in completed:
         ran = lease.ran
-        if lease.burst is None:  # a burst lease kept no host of ours busy
-            busy += lease.nodes * ran
+        # A burst lease kept only the nodes it did not send away busy here.
+        busy += (lease.nodes - (lease.burst.nodes if lease.burst is not None else 0)) * ran
         if lease.type is not LeaseType.AR and lease.done_at is not None:
             slowdowns.append(max(1.0, (lease.done_at - lease.submit) / max(ran, BOUND_S)))
     first_submit = min((lease.submit for lease in leases), default=0)
