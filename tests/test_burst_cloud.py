@@ -258,3 +258,31 @@ def test_a_lease_bursts_in_part_its_local_node_runs_here_and_both_halves_end(
     report = c.json("cost", "report", "--by", "lease")
     assert report["rows"] == [{"lease": f"lease {n}", "spent_usd": 0.384, "instances": 2,
                                "instance_hours": 2.0}]
+
+
+def test_a_burst_vm_suspends_as_a_stopped_instance_and_resumes_by_starting_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ec2_env: EC2Env) -> None:
+    # The scheduler never preempts a lease on a cloud (that frees no host of ours); the
+    # enactment still maps a suspend to stop and a resume to start, keeping the instance.
+    from cloudctl.clouds import CloudEnactment
+
+    c = ec2_cloud(tmp_path, monkeypatch, ec2_env)
+    fill(c)
+    lease = c.json("lease", "request", "--type", "im", "--cpus", "2", "--memory", "4096",
+                   "--duration", "1h")
+    c.json("tick")
+    [launched] = instances(ec2_env, **{"cloudctl:lease": str(lease["id"])})
+    with in_process(c.env) as cloud:
+        enact = CloudEnactment(cloud.store, 0)
+        try:
+            with cloud.store.read():
+                vm = cloud.store.vm(f"cloudctl-{lease['id']}-0")
+            plan = lease["burst"]
+            vm.want = "suspended"
+            assert enact.apply(vm, None, plan) == "suspended"
+            assert [(i.id, i.state) for i in instances(ec2_env)] == [(launched.id, "stopped")]
+            vm.want = "running"
+            assert enact.apply(vm, None, plan) == "running"
+            assert [(i.id, i.state) for i in instances(ec2_env)] == [(launched.id, "running")]
+        finally:
+            enact.close()
