@@ -1032,7 +1032,8 @@ class Scheduler:
         def local(provider: Provider) -> tuple[int, ...]:
             launch, _, end = provider.timing(trigger, start, now, self._burst_length(lease,
                                                                                      trigger))
-            end = self._burst_run(lease, trigger, launch, end, 1)[1]
+            # held until the slowest shutdown the nodes kept here could need
+            end = self._burst_run(lease, trigger, launch, end, lease.nodes - 1)[1]
             found = self.table.candidates_at(launch, end, lease.need, allowed)
             return self._assign(lease, found, end, most=lease.nodes - 1) or ()
 
