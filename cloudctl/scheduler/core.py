@@ -14,7 +14,6 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from cloudctl.errors import InvalidInput
@@ -52,9 +51,6 @@ def _limit_reason(limit: int | None) -> str:
     """Why a lease waits when the backfilling limit is taken (queue walks say it often)."""
     return (f"waiting: does not fit now and the backfilling limit ({limit} future "
             f"reservation{'s' if limit != 1 else ''}) is taken")
-
-
-_by_host = attrgetter("host")
 
 
 @dataclass(frozen=True)
@@ -133,6 +129,8 @@ class Scheduler:
         # best-effort lease is looked at again when it has waited the providers' longest wait.
         self.burster = burster
         self._burst_due: list[tuple[int, int]] = []  # (submit + max wait, lease id)
+        # A host score that never reads a candidate's index takes alike hosts as one group.
+        self._host_blind = bool(getattr(self.policies.host_score, "host_blind", False))
 
     # -- requests ------------------------------------------------------------------------
 
@@ -533,7 +531,7 @@ class Scheduler:
             else:
                 attempts = self.table.sweep(need, lease.nodes, min_len, now,
                                             hosts=self._allowed(lease), ready=ready,
-                                            future=may_reserve)
+                                            future=may_reserve, group=self._host_blind)
             for t, candidates in attempts:
                 run = self._choose(lease, t, candidates, pre, migrate, full, sus, min_len,
                                    suspendable, fixed_hosts=hosts_pref)
@@ -805,20 +803,33 @@ class Scheduler:
 
     def _assign(self, lease: Lease, candidates: list[Candidate],
                 end: int) -> tuple[int, ...] | None:
-        """One host per virtual node, best-scored hosts first, as many VMs per host as fit."""
+        """One host per virtual node, best-scored hosts first, as many VMs per host as fit;
+        ties go to the lower host index."""
         key = self.policies.host_score.key
-        # Host order first, then a stable sort by score: ties stay in host order, as if the
-        # host were the key's last element, without building a second tuple per candidate.
-        ranked = sorted(candidates, key=_by_host)
-        ranked.sort(key=lambda c: key(lease, c, end))
+        # Hosts are unique among candidates: the objects themselves are never compared.
+        ranked = sorted([(key(lease, c, end), c.host, c) for c in candidates])
         chosen: list[int] = []
         left = lease.nodes
-        for c in ranked:
-            if c.fits >= left:
-                chosen.extend([c.host] * left)
-                return tuple(chosen)
-            chosen.extend([c.host] * c.fits)
-            left -= c.fits
+        i, n = 0, len(ranked)
+        while i < n:
+            k, _, c = ranked[i]
+            j = i + 1
+            while j < n and ranked[j][0] == k:
+                j += 1
+            if j == i + 1 and c.group is None:
+                members: Iterable[tuple[int, int]] = ((c.host, c.fits),)
+            else:  # equal scores: the hosts of every group among them, in host order
+                members = [(h, cc.fits) for _, _, cc in ranked[i:j]
+                           for h in (cc.group or (cc.host,))]
+                if j > i + 1:
+                    members.sort()
+            for h, fits in members:
+                if fits >= left:
+                    chosen.extend([h] * left)
+                    return tuple(chosen)
+                chosen.extend([h] * fits)
+                left -= fits
+            i = j
         return None
 
     def _find_victims(self, lease: Lease, start: int, end: int,
