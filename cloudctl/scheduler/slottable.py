@@ -16,6 +16,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 
 from cloudctl.scheduler.model import Capacity, HostSpec
 
@@ -91,6 +92,12 @@ def _time_and_seq(item: tuple[int, int, Booking]) -> tuple[int, int]:
     return item[0], item[1]
 
 
+# For checks over every booking of a run, done without a Python-level loop.
+_span = attrgetter("start", "end")
+_counted = attrgetter("counted")
+_booking_of = itemgetter(2)
+
+
 class SlotTable:
     def __init__(self, hosts: Iterable[HostSpec], now: int = 0) -> None:
         self.hosts: list[HostSpec] = list(hosts)
@@ -153,7 +160,7 @@ class SlotTable:
             return bookings
         first = bookings[0]
         start, end = first.start, first.end
-        if any(b.start != start or b.end != end for b in bookings):
+        if len(bookings) > 1 and set(map(_span, bookings)) != {(start, end)}:
             for b in bookings:
                 self.add(b)
             return bookings
@@ -290,15 +297,15 @@ class SlotTable:
         first = live[0]
         start, old_end = first.start, first.end
         n = len(live)
-        if all(b.start == start and b.end == old_end for b in live):
+        if n == 1 or set(map(_span, live)) == {(start, old_end)}:
             ends = self._ends
             i = bisect_left(ends, (old_end, first.seq))
             if start > self.now and end <= start:  # not begun: every booking goes
                 starts = self._starts
                 j = bisect_left(starts, (start, first.seq))
-                if (all(e[2] is b for e, b in zip(ends[i:i + n], live, strict=False))
-                        and all(e[2] is b for e, b in zip(starts[j:j + n], live, strict=False))
-                        and not any(b.counted for b in live)):
+                if (list(map(_booking_of, ends[i:i + n])) == live
+                        and list(map(_booking_of, starts[j:j + n])) == live
+                        and not any(map(_counted, live))):
                     del ends[i:i + n]
                     del starts[j:j + n]
                     self._log_freed(start, old_end)
@@ -314,8 +321,8 @@ class SlotTable:
                     self.version += 1
                     return
             elif (start < end < old_end and end <= self.now
-                  and all(e[2] is b for e, b in zip(ends[i:i + n], live, strict=False))
-                  and all(b.counted for b in live)):  # ended early: every booking goes
+                  and list(map(_booking_of, ends[i:i + n])) == live
+                  and all(map(_counted, live))):  # ended early: every booking goes
                 del ends[i:i + n]
                 self._log_freed(end, old_end)
                 # `_uncount_now` and `_host_delete` written out, as in `add_all`.
@@ -646,8 +653,8 @@ class SlotTable:
             now = self.now
             base = 0
             drops: list[tuple[int, int]] = []  # (a future booking's start, vnodes lost there)
-            for h in self._future_set:
-                low = fits_now.get(h, 0)  # disabled hosts are never free now
+            for h in self._future_set.intersection(fits_now):
+                low = fits_now[h]  # disabled hosts are never free now
                 if low <= 0:
                     continue
                 base += low
@@ -805,8 +812,8 @@ class SlotTable:
                 exact: dict[int, Candidate] = {}
                 total = simple_total
                 if simple_total < k:
-                    for h in sorted(self._future_set):
-                        if (nfuture[h] and contrib.get(h, 0) > 0
+                    for h in sorted(self._future_set.intersection(contrib)):
+                        if (nfuture[h] and contrib[h] > 0
                                 and (enabled[h] if whole else allowed(h, t))):
                             f, overlapping = self.fit_count(h, t, t + duration, need, ignore)
                             if f > 0:
@@ -838,8 +845,8 @@ class SlotTable:
         that gave something back and those with future bookings are looked at one by one."""
         enabled = self.enabled
         none = -INFINITY
-        for h in sorted(self._future_set):
-            if contrib.get(h, 0) > 0 and enabled[h]:
+        for h in sorted(self._future_set.intersection(contrib)):
+            if contrib[h] > 0 and enabled[h]:
                 c = exact.get(h)
                 if c is None:
                     fits, overlapping = self.fit_count(h, t, t + duration, need)
