@@ -14,6 +14,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from cloudctl.errors import InvalidInput
@@ -42,6 +43,9 @@ RUN_END, END, START, MIGRATED, RUN_START = range(5)
 _PHASE_FIELD = {START: "start", MIGRATED: "migrated", RUN_START: "run_start",
                 RUN_END: "run_end", END: "end"}
 _PHASE_STEP = {START: 1, MIGRATED: 2, RUN_START: 3, RUN_END: 4, END: 5}
+# The same, indexed by phase, for the event loop.
+_STEP_BEFORE = tuple(_PHASE_STEP[phase] - 1 for phase in range(5))
+_TIME_OF = tuple(attrgetter(_PHASE_FIELD[phase]) for phase in range(5))
 
 Listener = Callable[[Lease, LeaseState, LeaseState, int, str], None]
 
@@ -268,8 +272,8 @@ class Scheduler:
         return actions
 
     def _valid(self, t: int, phase: int, run: Run) -> bool:
-        return (run.lease.run is run and run.step == _PHASE_STEP[phase] - 1
-                and getattr(run, _PHASE_FIELD[phase]) == t)
+        return (run.lease.run is run and run.step == _STEP_BEFORE[phase]
+                and _TIME_OF[phase](run) == t)
 
     def _carry_out(self, run: Run, phase: int, t: int, actions: list[Action]) -> None:
         lease = run.lease
@@ -954,10 +958,28 @@ class Scheduler:
         self._push(run)
 
     def _push(self, run: Run) -> None:
-        for phase, name in _PHASE_FIELD.items():
-            if run.step < _PHASE_STEP[phase]:
-                self._seq += 1
-                heapq.heappush(self._heap, (getattr(run, name), phase, self._seq, run))
+        """Queue the run's phases not yet carried out (`_PHASE_FIELD` order, one sequence
+        number each), written out: every run is pushed at least once."""
+        heap = self._heap
+        push = heapq.heappush
+        step = run.step
+        seq = self._seq
+        if step < 1:
+            seq += 1
+            push(heap, (run.start, START, seq, run))
+        if step < 2:
+            seq += 1
+            push(heap, (run.migrated, MIGRATED, seq, run))
+        if step < 3:
+            seq += 1
+            push(heap, (run.run_start, RUN_START, seq, run))
+        if step < 4:
+            seq += 1
+            push(heap, (run.run_end, RUN_END, seq, run))
+        if step < 5:
+            seq += 1
+            push(heap, (run.end, END, seq, run))
+        self._seq = seq
 
     def _hold_channel(self, run: Run, start: int, end: int) -> None:
         self.channel.book(start, end)

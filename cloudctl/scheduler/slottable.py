@@ -717,6 +717,44 @@ class SlotTable:
         group=True hosts without future bookings that differ only in their index come as one
         candidate (see `Candidate.group`), for host scores that never look at the index.
         """
+        if (not future and hosts is None and not ready and ignore is None
+                and t0 <= self.now and not (self._ends and self._ends[0][0] <= self.now)):
+            return iter(self._fit_now(need, k, duration, collect, group))
+        return self._sweep(need, k, duration, t0, hosts, ready, future, before, ignore,
+                           collect, group)
+
+    def _fit_now(self, need: Capacity, k: int, duration: int, collect: bool,
+                 group: bool) -> tuple[tuple[int, list[Candidate]], ...]:
+        """`sweep` at now only, over every enabled host, nothing ignored: what the cached fits
+        now answer (nothing ends by now: the table has moved past it)."""
+        t = self.now
+        fits_now, upper_total, simple_total = self._fits_now(need)
+        if upper_total < k:
+            return ()
+        exact: dict[int, Candidate] = {}
+        if simple_total < k:
+            if simple_total + self._future_fits(need, t + duration) < k:
+                return ()  # the hosts with future bookings cannot make up the rest (exact)
+            total = simple_total
+            enabled = self.enabled
+            nfuture = self._nfuture
+            for h in sorted(self._future_set.intersection(fits_now)):
+                if nfuture[h] and enabled[h]:
+                    f, overlapping = self.fit_count(h, t, t + duration, need)
+                    if f > 0:
+                        exact[h] = Candidate(h, f, overlapping)
+                        total += f
+            if total < k:
+                return ()
+        if not collect:
+            return ((t, []),)
+        return ((t, self._collect(t, duration, need, fits_now, exact, {}, {}, None,
+                                  self._nfuture, None, group)),)
+
+    def _sweep(self, need: Capacity, k: int, duration: int, t0: int,
+               hosts: set[int] | None, ready: dict[int, int] | None, future: bool,
+               before: int, ignore: object, collect: bool,
+               group: bool) -> Iterator[tuple[int, list[Candidate]]]:
         t0 = max(t0, self.now)
         ready = ready or {}
         enabled = self.enabled
