@@ -618,10 +618,9 @@ class SlotTable:
             old = fits.pop(h, 0)
             if old:
                 total -= old
-                sig = simple_of.pop(h, None)
-                if sig is not None:
+                if h in simple_of:
                     simple -= old
-                    groups[sig].discard(h)
+                    groups[simple_of.pop(h)].discard(h)
             if h in free_now:
                 c = cap[h]
                 u = used[h]
@@ -794,9 +793,9 @@ class SlotTable:
             simple_total = 0
             upper_total = 0
             for h in pool:
-                u = self._used_now[h]
+                used = self._used_now[h]
                 c = cap[h]
-                f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
+                f = vnodes_fitting(c[0] - used[0], c[1] - used[1], c[2] - used[2], need)
                 if f > 0:
                     contrib[h] = f
                     if allowed(h, t0):
@@ -927,7 +926,7 @@ class SlotTable:
                  nfuture: list[int], ignore: object = None,
                  group: bool = False) -> list[Candidate]:
         """The candidates at t; `allowed` None means every enabled host."""
-        out = []
+        out: list[Candidate] = []
         append = out.append
         if group and allowed is None and ignore is None:
             entry = self._now_fits.get(need)
