@@ -13,6 +13,9 @@ class Greedy:
     (what count-based EASY does implicitly)."""
 
     name = "greedy"
+    # The key never reads `candidate.host`: hosts alike but for their index may be ranked as
+    # one group (the slot table's `sweep(group=True)`).
+    host_blind = True
     # A host with nothing overlapping beats any other: lets AR placement stop early.
     idle_first = True
 
@@ -25,6 +28,7 @@ class Pack:
     """Fill busy hosts first, keeping whole hosts free for wide leases."""
 
     name = "pack"
+    host_blind = True  # see Greedy
 
     def key(self, lease: Lease, candidate: Candidate, end: int) -> tuple[int, ...]:
         return (0 if candidate.until >= end else 1, -candidate.overlapping, candidate.fits)

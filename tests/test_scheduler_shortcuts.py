@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 import pytest
+from cloudctl.policies.host_score import Greedy
 from conftest import be, hosts, request, timeline
 
 from cloudctl.scheduler.config import SchedulerConfig
@@ -45,10 +46,19 @@ def replay(requests: list[LeaseRequest], host_list: list[HostSpec],
 
 
 def without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Force the long way everywhere: no quiet-walk memo, no re-plan proofs, and the future
-    hosts' fits counted host by host."""
+    """Force the long way everywhere: no quiet-walk memo, no re-plan proofs, the future
+    hosts' fits counted host by host, the fits now counted afresh at every question, and
+    candidates one host at a time, never grouped."""
     monkeypatch.setattr(Scheduler, "_walk_state", lambda self: (object(),))
     monkeypatch.setattr(SlotTable, "freed_since", lambda self, mark: None)
+    monkeypatch.setattr(Greedy, "host_blind", False)
+    now_entry = SlotTable._now_entry
+
+    def afresh(self: SlotTable, need: Capacity) -> Any:
+        self._now_fits.clear()
+        return now_entry(self, need)
+
+    monkeypatch.setattr(SlotTable, "_now_entry", afresh)
 
     def future_fits(self: SlotTable, need: Capacity, end: int) -> int:
         fits_now = self._fits_now(need)[0]

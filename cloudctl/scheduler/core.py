@@ -43,6 +43,9 @@ RUN_END, END, START, MIGRATED, RUN_START = range(5)
 _PHASE_FIELD = {START: "start", MIGRATED: "migrated", RUN_START: "run_start",
                 RUN_END: "run_end", END: "end"}
 _PHASE_STEP = {START: 1, MIGRATED: 2, RUN_START: 3, RUN_END: 4, END: 5}
+# The same, indexed by phase, for the event loop.
+_STEP_BEFORE = tuple(_PHASE_STEP[phase] - 1 for phase in range(5))
+_TIME_OF = tuple(attrgetter(_PHASE_FIELD[phase]) for phase in range(5))
 
 Listener = Callable[[Lease, LeaseState, LeaseState, int, str], None]
 
@@ -52,9 +55,6 @@ def _limit_reason(limit: int | None) -> str:
     """Why a lease waits when the backfilling limit is taken (queue walks say it often)."""
     return (f"waiting: does not fit now and the backfilling limit ({limit} future "
             f"reservation{'s' if limit != 1 else ''}) is taken")
-
-
-_by_host = attrgetter("host")
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,8 @@ class Scheduler:
         # best-effort lease is looked at again when it has waited the providers' longest wait.
         self.burster = burster
         self._burst_due: list[tuple[int, int]] = []  # (submit + max wait, lease id)
+        # A host score that never reads a candidate's index takes alike hosts as one group.
+        self._host_blind = bool(getattr(self.policies.host_score, "host_blind", False))
 
     # -- requests ------------------------------------------------------------------------
 
@@ -270,8 +272,8 @@ class Scheduler:
         return actions
 
     def _valid(self, t: int, phase: int, run: Run) -> bool:
-        return (run.lease.run is run and run.step == _PHASE_STEP[phase] - 1
-                and getattr(run, _PHASE_FIELD[phase]) == t)
+        return (run.lease.run is run and run.step == _STEP_BEFORE[phase]
+                and _TIME_OF[phase](run) == t)
 
     def _carry_out(self, run: Run, phase: int, t: int, actions: list[Action]) -> None:
         lease = run.lease
@@ -535,7 +537,7 @@ class Scheduler:
             else:
                 attempts = self.table.sweep(need, lease.nodes, min_len, now,
                                             hosts=self._allowed(lease), ready=ready,
-                                            future=may_reserve)
+                                            future=may_reserve, group=self._host_blind)
             for t, candidates in attempts:
                 run = self._choose(lease, t, candidates, pre, migrate, full, sus, min_len,
                                    suspendable, fixed_hosts=hosts_pref)
@@ -815,21 +817,34 @@ class Scheduler:
 
     def _assign(self, lease: Lease, candidates: list[Candidate], end: int,
                 most: int | None = None) -> tuple[int, ...] | None:
-        """One host per virtual node, best-scored hosts first, as many VMs per host as fit
-        (None when they do not all fit, unless `most` asks for up to that many nodes)."""
+        """One host per virtual node, best-scored hosts first, as many VMs per host as fit;
+        ties go to the lower host index (None when they do not all fit, unless `most` asks
+        for up to that many nodes)."""
         key = self.policies.host_score.key
-        # Host order first, then a stable sort by score: ties stay in host order, as if the
-        # host were the key's last element, without building a second tuple per candidate.
-        ranked = sorted(candidates, key=_by_host)
-        ranked.sort(key=lambda c: key(lease, c, end))
+        # Hosts are unique among candidates: the objects themselves are never compared.
+        ranked = sorted([(key(lease, c, end), c.host, c) for c in candidates])
         chosen: list[int] = []
         left = lease.nodes if most is None else most
-        for c in ranked:
-            if c.fits >= left:
-                chosen.extend([c.host] * left)
-                return tuple(chosen)
-            chosen.extend([c.host] * c.fits)
-            left -= c.fits
+        i, n = 0, len(ranked)
+        while i < n:
+            k, _, c = ranked[i]
+            j = i + 1
+            while j < n and ranked[j][0] == k:
+                j += 1
+            if j == i + 1 and c.group is None:
+                members: Iterable[tuple[int, int]] = ((c.host, c.fits),)
+            else:  # equal scores: the hosts of every group among them, in host order
+                members = [(h, cc.fits) for _, _, cc in ranked[i:j]
+                           for h in (cc.group or (cc.host,))]
+                if j > i + 1:
+                    members.sort()
+            for h, fits in members:
+                if fits >= left:
+                    chosen.extend([h] * left)
+                    return tuple(chosen)
+                chosen.extend([h] * fits)
+                left -= fits
+            i = j
         return None if most is None else tuple(chosen)
 
     def _find_victims(self, lease: Lease, start: int, end: int,
@@ -958,10 +973,28 @@ class Scheduler:
         self._push(run)
 
     def _push(self, run: Run) -> None:
-        for phase, name in _PHASE_FIELD.items():
-            if run.step < _PHASE_STEP[phase]:
-                self._seq += 1
-                heapq.heappush(self._heap, (getattr(run, name), phase, self._seq, run))
+        """Queue the run's phases not yet carried out (`_PHASE_FIELD` order, one sequence
+        number each), written out: every run is pushed at least once."""
+        heap = self._heap
+        push = heapq.heappush
+        step = run.step
+        seq = self._seq
+        if step < 1:
+            seq += 1
+            push(heap, (run.start, START, seq, run))
+        if step < 2:
+            seq += 1
+            push(heap, (run.migrated, MIGRATED, seq, run))
+        if step < 3:
+            seq += 1
+            push(heap, (run.run_start, RUN_START, seq, run))
+        if step < 4:
+            seq += 1
+            push(heap, (run.run_end, RUN_END, seq, run))
+        if step < 5:
+            seq += 1
+            push(heap, (run.end, END, seq, run))
+        self._seq = seq
 
     def _hold_channel(self, run: Run, start: int, end: int) -> None:
         self.channel.book(start, end)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 
 from cloudctl.scheduler.model import Capacity, HostSpec
 
@@ -53,6 +54,9 @@ class Candidate:
     until: int = INFINITY  # how long the capacity stays free (for runs that may be suspended)
     blocked_by_fixed: bool = True  # the booking that ends the window cannot move
     free_since: int = -INFINITY  # when the host's last booking before the window ends
+    # With `sweep(group=True)`: every host (`host` first, in host order) that is this very
+    # candidate but for its index, `fits` vnodes each; None for a single host.
+    group: list[int] | None = None
 
 
 def vnodes_fitting(free_cpu: int, free_mem: int, free_disk: int, need: Capacity) -> int:
@@ -88,6 +92,12 @@ def _time_and_seq(item: tuple[int, int, Booking]) -> tuple[int, int]:
     return item[0], item[1]
 
 
+# For checks over every booking of a run, done without a Python-level loop.
+_span = attrgetter("start", "end")
+_counted = attrgetter("counted")
+_booking_of = itemgetter(2)
+
+
 class SlotTable:
     def __init__(self, hosts: Iterable[HostSpec], now: int = 0) -> None:
         self.hosts: list[HostSpec] = list(hosts)
@@ -111,8 +121,12 @@ class SlotTable:
         # Bumped on every change to a host holding future bookings (its bookings, usage now,
         # or whether it is enabled): what `_future_fits` depends on.
         self._future_version = 0
-        self._now_fits: dict[Capacity, tuple[dict[int, int], int, int]] = {}
-        self._now_fits_version = -1
+        # Per need: [{host: vnodes that fit now}, hosts counted in the simple total, total,
+        # simple total, position in `_now_log`]. Kept across changes: `_now_log` lists the hosts
+        # whose usage now, enabled flag or future bookings changed, and a lookup re-counts
+        # only those (a change touches a few hosts; a queue walk asks after every change).
+        self._now_fits: dict[Capacity, list] = {}  # type: ignore[type-arg]
+        self._now_log: list[int] = []
         self._future_fits_cache: dict[Capacity, tuple[int, int, list[int], list[int]]] = {}
         # Capacity given back from now on (a booking removed or cut short, a host enabled):
         # `freed` counts these events; the log keeps the (start, end) of the latest ones.
@@ -132,6 +146,7 @@ class SlotTable:
             self._count_now(booking)
         else:
             self._nfuture[booking.host] += 1
+            self._now_log.append(booking.host)
             self._future_version += 1
             self._future_set.add(booking.host)
             insort(self._starts, (booking.start, booking.seq, booking))
@@ -145,7 +160,7 @@ class SlotTable:
             return bookings
         first = bookings[0]
         start, end = first.start, first.end
-        if any(b.start != start or b.end != end for b in bookings):
+        if len(bookings) > 1 and set(map(_span, bookings)) != {(start, end)}:
             for b in bookings:
                 self.add(b)
             return bookings
@@ -160,6 +175,7 @@ class SlotTable:
         free_now = self._free_now
         touched_future = False
         seq = self._seq
+        self._now_log.extend([b.host for b in bookings])
         for b in bookings:
             seq += 1
             b.seq = seq
@@ -223,6 +239,7 @@ class SlotTable:
                 self._count_now(b)
             else:
                 self._nfuture[b.host] += 1
+                self._now_log.append(b.host)
                 self._future_version += 1
                 self._future_set.add(b.host)
                 self._starts.append((b.start, b.seq, b))
@@ -242,6 +259,7 @@ class SlotTable:
             self._uncount_now(booking)
         elif booking.start > self.now:
             self._nfuture[h] -= 1
+            self._now_log.append(h)
             self._future_version += 1
             if not self._nfuture[h]:
                 self._future_set.discard(h)
@@ -279,19 +297,20 @@ class SlotTable:
         first = live[0]
         start, old_end = first.start, first.end
         n = len(live)
-        if all(b.start == start and b.end == old_end for b in live):
+        if n == 1 or set(map(_span, live)) == {(start, old_end)}:
             ends = self._ends
             i = bisect_left(ends, (old_end, first.seq))
             if start > self.now and end <= start:  # not begun: every booking goes
                 starts = self._starts
                 j = bisect_left(starts, (start, first.seq))
-                if (all(e[2] is b for e, b in zip(ends[i:i + n], live, strict=False))
-                        and all(e[2] is b for e, b in zip(starts[j:j + n], live, strict=False))
-                        and not any(b.counted for b in live)):
+                if (list(map(_booking_of, ends[i:i + n])) == live
+                        and list(map(_booking_of, starts[j:j + n])) == live
+                        and not any(map(_counted, live))):
                     del ends[i:i + n]
                     del starts[j:j + n]
                     self._log_freed(start, old_end)
                     nfuture = self._nfuture
+                    self._now_log.extend([b.host for b in live])
                     for b in live:
                         self._host_delete(b)
                         h = b.host
@@ -302,8 +321,8 @@ class SlotTable:
                     self.version += 1
                     return
             elif (start < end < old_end and end <= self.now
-                  and all(e[2] is b for e, b in zip(ends[i:i + n], live, strict=False))
-                  and all(b.counted for b in live)):  # ended early: every booking goes
+                  and list(map(_booking_of, ends[i:i + n])) == live
+                  and all(map(_counted, live))):  # ended early: every booking goes
                 del ends[i:i + n]
                 self._log_freed(end, old_end)
                 # `_uncount_now` and `_host_delete` written out, as in `add_all`.
@@ -315,6 +334,7 @@ class SlotTable:
                 enabled = self.enabled
                 free_now = self._free_now
                 touched_future = False
+                self._now_log.extend([b.host for b in live])
                 for b in live:
                     b.end = end
                     h = b.host
@@ -446,6 +466,7 @@ class SlotTable:
         self._refresh_free(b.host)
 
     def _refresh_free(self, h: int) -> None:
+        self._now_log.append(h)
         if self._nfuture[h]:
             self._future_version += 1  # its usage now changed
         cpu, mem, _disk = self.cap[h]
@@ -547,18 +568,30 @@ class SlotTable:
     def _fits_now(self, need: Capacity) -> tuple[dict[int, int], int, int]:
         """({host: vnodes of `need` that fit on it now, counting only bookings that have
         started} for hosts where some fit, their total, the total over hosts without future
-        bookings), cached per table version: a queue walk asks it for many leases."""
-        if self._now_fits_version != self.version:
-            self._now_fits.clear()
-            self._now_fits_version = self.version
+        bookings). Kept up to date by re-counting only the hosts changed since the last
+        lookup: a queue walk asks it for many leases, between changes to a few hosts."""
+        got = self._now_entry(need)
+        return got[0], got[2], got[3]
+
+    def _now_entry(self, need: Capacity) -> list:  # type: ignore[type-arg]
+        """The `_now_fits` entry of `need`, brought up to date. Besides the fits it groups the
+        hosts without future bookings by (vnodes that fit, bookings held): the hosts of a group
+        are alike now but for their index."""
+        log = self._now_log
         got = self._now_fits.get(need)
-        if got is None:
-            cap = self.cap
-            used = self._used_now
-            nfuture = self._nfuture
+        if got is not None and got[4] == len(log):
+            return got
+        cap = self.cap
+        used = self._used_now
+        nfuture = self._nfuture
+        by_host = self.by_host
+        free_now = self._free_now
+        if got is None or len(log) - got[4] > len(free_now):
             fits: dict[int, int] = {}
+            simple_of: dict[int, tuple[int, int]] = {}
+            groups: dict[tuple[int, int], set[int]] = {}
             total = simple = 0
-            for h in self._free_now:
+            for h in free_now:
                 c = cap[h]
                 u = used[h]
                 f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
@@ -567,7 +600,45 @@ class SlotTable:
                     total += f
                     if not nfuture[h]:
                         simple += f
-            got = self._now_fits[need] = (fits, total, simple)
+                        sig = simple_of[h] = (f, len(by_host[h]))
+                        members = groups.get(sig)
+                        if members is None:
+                            groups[sig] = {h}
+                        else:
+                            members.add(h)
+            if len(log) > 4096:  # every entry starts over from here
+                log.clear()
+                self._now_fits.clear()
+            if len(self._now_fits) >= 64:
+                self._now_fits.clear()
+            got = self._now_fits[need] = [fits, simple_of, total, simple, len(log), groups]
+            return got
+        fits, simple_of, total, simple, seen, groups = got
+        for h in set(log[seen:]):
+            old = fits.pop(h, 0)
+            if old:
+                total -= old
+                if h in simple_of:
+                    simple -= old
+                    groups[simple_of.pop(h)].discard(h)
+            if h in free_now:
+                c = cap[h]
+                u = used[h]
+                f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
+                if f > 0:
+                    fits[h] = f
+                    total += f
+                    if not nfuture[h]:
+                        simple += f
+                        sig = simple_of[h] = (f, len(by_host[h]))
+                        members = groups.get(sig)
+                        if members is None:
+                            groups[sig] = {h}
+                        else:
+                            members.add(h)
+        got[2] = total
+        got[3] = simple
+        got[4] = len(log)
         return got
 
     def _future_fits(self, need: Capacity, end: int) -> int:
@@ -581,8 +652,8 @@ class SlotTable:
             now = self.now
             base = 0
             drops: list[tuple[int, int]] = []  # (a future booking's start, vnodes lost there)
-            for h in self._future_set:
-                low = fits_now.get(h, 0)  # disabled hosts are never free now
+            for h in self._future_set.intersection(fits_now):
+                low = fits_now[h]  # disabled hosts are never free now
                 if low <= 0:
                     continue
                 base += low
@@ -633,16 +704,56 @@ class SlotTable:
     def sweep(self, need: Capacity, k: int, duration: int, t0: int,
               hosts: set[int] | None = None, ready: dict[int, int] | None = None,
               future: bool = True, before: int = INFINITY,
-              ignore: object = None,
-              collect: bool = True) -> Iterator[tuple[int, list[Candidate]]]:
+              ignore: object = None, collect: bool = True,
+              group: bool = False) -> Iterator[tuple[int, list[Candidate]]]:
         """Yield (T, candidates) for each changepoint T >= t0, in order, at which at least k
         vnodes of `need` fit for [T, T+duration); with future=False only T = t0 is tried.
 
         `hosts` restricts the hosts used; `ready` gives hosts that may be used only from a
         given time (an image still in transit); the sweep stops before `before`; bookings of
         `ignore` (a future run being re-planned) are treated as absent; with collect=False
-        the candidates are left out (an empty list), for callers that only ask whether.
+        the candidates are left out (an empty list), for callers that only ask whether; with
+        group=True hosts without future bookings that differ only in their index come as one
+        candidate (see `Candidate.group`), for host scores that never look at the index.
         """
+        if (not future and hosts is None and not ready and ignore is None
+                and t0 <= self.now and not (self._ends and self._ends[0][0] <= self.now)):
+            return iter(self._fit_now(need, k, duration, collect, group))
+        return self._sweep(need, k, duration, t0, hosts, ready, future, before, ignore,
+                           collect, group)
+
+    def _fit_now(self, need: Capacity, k: int, duration: int, collect: bool,
+                 group: bool) -> tuple[tuple[int, list[Candidate]], ...]:
+        """`sweep` at now only, over every enabled host, nothing ignored: what the cached fits
+        now answer (nothing ends by now: the table has moved past it)."""
+        t = self.now
+        fits_now, upper_total, simple_total = self._fits_now(need)
+        if upper_total < k:
+            return ()
+        exact: dict[int, Candidate] = {}
+        if simple_total < k:
+            if simple_total + self._future_fits(need, t + duration) < k:
+                return ()  # the hosts with future bookings cannot make up the rest (exact)
+            total = simple_total
+            enabled = self.enabled
+            nfuture = self._nfuture
+            for h in sorted(self._future_set.intersection(fits_now)):
+                if nfuture[h] and enabled[h]:
+                    f, overlapping = self.fit_count(h, t, t + duration, need)
+                    if f > 0:
+                        exact[h] = Candidate(h, f, overlapping)
+                        total += f
+            if total < k:
+                return ()
+        if not collect:
+            return ((t, []),)
+        return ((t, self._collect(t, duration, need, fits_now, exact, {}, {}, None,
+                                  self._nfuture, None, group)),)
+
+    def _sweep(self, need: Capacity, k: int, duration: int, t0: int,
+               hosts: set[int] | None, ready: dict[int, int] | None, future: bool,
+               before: int, ignore: object, collect: bool,
+               group: bool) -> Iterator[tuple[int, list[Candidate]]]:
         t0 = max(t0, self.now)
         ready = ready or {}
         enabled = self.enabled
@@ -682,9 +793,9 @@ class SlotTable:
             simple_total = 0
             upper_total = 0
             for h in pool:
-                u = self._used_now[h]
+                used = self._used_now[h]
                 c = cap[h]
-                f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
+                f = vnodes_fitting(c[0] - used[0], c[1] - used[1], c[2] - used[2], need)
                 if f > 0:
                     contrib[h] = f
                     if allowed(h, t0):
@@ -738,8 +849,8 @@ class SlotTable:
                 exact: dict[int, Candidate] = {}
                 total = simple_total
                 if simple_total < k:
-                    for h in sorted(self._future_set):
-                        if (nfuture[h] and contrib.get(h, 0) > 0
+                    for h in sorted(self._future_set.intersection(contrib)):
+                        if (nfuture[h] and contrib[h] > 0
                                 and (enabled[h] if whole else allowed(h, t))):
                             f, overlapping = self.fit_count(h, t, t + duration, need, ignore)
                             if f > 0:
@@ -748,7 +859,7 @@ class SlotTable:
                 if total >= k:
                     yield t, (self._collect(t, duration, need, contrib, exact, released,
                                             n_released, None if whole else allowed, nfuture,
-                                            ignore)
+                                            ignore, group)
                               if collect else [])
             if not future:
                 return
@@ -760,18 +871,76 @@ class SlotTable:
             if t >= before:
                 return
 
+    def _collect_grouped(self, t: int, duration: int, need: Capacity,
+                         contrib: dict[int, int], exact: dict[int, Candidate],
+                         released: dict[int, int], n_released: dict[int, int],
+                         groups: dict[tuple[int, int], set[int]],
+                         append: Callable[[Candidate], None]) -> None:
+        """`_collect` for every enabled host, nothing ignored, grouped, while the table is as
+        `groups` (kept with the fits now) saw it. A host without future bookings that gave
+        nothing back by t is as it is now: it is in its group, with the same fits; the hosts
+        that gave something back and those with future bookings are looked at one by one."""
+        enabled = self.enabled
+        none = -INFINITY
+        for h in sorted(self._future_set.intersection(contrib)):
+            if contrib[h] > 0 and enabled[h]:
+                c = exact.get(h)
+                if c is None:
+                    fits, overlapping = self.fit_count(h, t, t + duration, need)
+                    if fits <= 0:
+                        continue
+                    c = Candidate(h, fits, overlapping)
+                c.free_since = released.get(h, none)
+                append(c)
+        alike: dict[tuple[int, int, int], list[int]] = {}
+        if released:
+            nfuture = self._nfuture
+            by_host = self.by_host
+            for h, since in released.items():
+                f = contrib.get(h, 0)
+                if f > 0 and enabled[h] and not nfuture[h]:
+                    sig = (f, len(by_host[h]) - n_released[h], since)
+                    hosts = alike.get(sig)
+                    if hosts is None:
+                        alike[sig] = [h]
+                    else:
+                        hosts.append(h)
+        for (f, overlapping), members in groups.items():
+            if released:
+                members = members.difference(released)
+            if len(members) > 1:
+                hosts = sorted(members)
+                append(Candidate(hosts[0], f, overlapping, INFINITY, True, none, hosts))
+            elif members:
+                append(Candidate(next(iter(members)), f, overlapping))
+        for (f, overlapping, since), hosts in alike.items():
+            if len(hosts) > 1:
+                hosts.sort()
+                append(Candidate(hosts[0], f, overlapping, INFINITY, True, since, hosts))
+            else:
+                append(Candidate(hosts[0], f, overlapping, INFINITY, True, since))
+
     def _collect(self, t: int, duration: int, need: Capacity, contrib: dict[int, int],
                  exact: dict[int, Candidate], released: dict[int, int],
                  n_released: dict[int, int], allowed: Callable[[int, int], bool] | None,
-                 nfuture: list[int], ignore: object = None) -> list[Candidate]:
+                 nfuture: list[int], ignore: object = None,
+                 group: bool = False) -> list[Candidate]:
         """The candidates at t; `allowed` None means every enabled host."""
-        out = []
+        out: list[Candidate] = []
         append = out.append
+        if group and allowed is None and ignore is None:
+            entry = self._now_fits.get(need)
+            if entry is not None and entry[4] == len(self._now_log):
+                self._collect_grouped(t, duration, need, contrib, exact, released, n_released,
+                                      entry[5], append)
+                return out
         by_host = self.by_host
         enabled = self.enabled
         released_at = released.get
         n_released_of = n_released.get
         none = -INFINITY
+        # Hosts whose bookings have all started, by (fits, overlapping, free since).
+        alike: dict[tuple[int, int, int], list[int]] = {}
         for h, f in contrib.items():
             if f <= 0 or not (enabled[h] if allowed is None else allowed(h, t)):
                 continue
@@ -785,10 +954,24 @@ class SlotTable:
                 c.free_since = released_at(h, none)
             elif ignore is None:
                 # All its bookings have started; those that end by t are the released ones.
+                if group:
+                    sig = (f, len(by_host[h]) - n_released_of(h, 0), released_at(h, none))
+                    hosts = alike.get(sig)
+                    if hosts is None:
+                        alike[sig] = [h]
+                    else:
+                        hosts.append(h)
+                    continue
                 c = Candidate(h, f, len(by_host[h]) - n_released_of(h, 0), INFINITY, True,
                               released_at(h, none))
             else:  # as fit_count counts them: without the ignored run's bookings
                 overlapping = sum(1 for b in by_host[h] if b.end > t and b.owner is not ignore)
                 c = Candidate(h, f, overlapping, INFINITY, True, released_at(h, none))
             append(c)
+        for (f, overlapping, since), hosts in alike.items():
+            if len(hosts) > 1:
+                hosts.sort()
+                append(Candidate(hosts[0], f, overlapping, INFINITY, True, since, hosts))
+            else:
+                append(Candidate(hosts[0], f, overlapping, INFINITY, True, since))
         return out
