@@ -32,6 +32,7 @@ FINAL_STATES = frozenset({"done", "cancelled", "fail", "rejected"})
 MOVE_INTENT = "vm-migrate "
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+VM_PREFIX = re.compile(r"(?=.{8,40}$)cloudctl(-[a-z0-9]+)*", re.ASCII)
 DEFAULT_DISK_GIB = 100
 
 
@@ -102,11 +103,22 @@ class Cloud:
 
     # -- init and db -----------------------------------------------------------------------
 
-    def init(self) -> dict[str, Any]:
-        """Create the store (and a commented config if there is none); safe to repeat."""
+    def init(self, vm_prefix: str | None = None) -> dict[str, Any]:
+        """Create the store (and a commented config if there is none); safe to repeat.
+        `vm_prefix` names the store's VMs (PREFIX-LEASE-NODE) on the hypervisors."""
+        if vm_prefix is not None and not VM_PREFIX.fullmatch(vm_prefix):
+            raise InvalidInput(f"--vm-prefix {vm_prefix!r}: expected cloudctl or cloudctl-WORD "
+                               "(lowercase letters and digits, at most 40 characters)")
         created = not self.settings.db.exists()
         store = self._store = Store(self.settings.db, create=True, check_schema=False)
         applied = store.migrate(self.clock())
+        with store.write():
+            prefix = store.get_meta("vm_prefix") or "cloudctl"
+            if vm_prefix is not None and vm_prefix != prefix:
+                if store.vms():
+                    raise Conflict(f"the store's VMs are named {prefix}-LEASE-NODE already; "
+                                   "the prefix cannot change now")
+                store.set_meta("vm_prefix", prefix := vm_prefix)
         self.settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config = self.settings.config_path
         wrote_config = False
@@ -117,7 +129,7 @@ class Cloud:
             wrote_config = True
         return {"db": str(self.settings.db), "created": created, "migrations_applied": applied,
                 "config": str(config), "config_created": wrote_config,
-                "state_dir": str(self.settings.state_dir)}
+                "state_dir": str(self.settings.state_dir), "vm_prefix": prefix}
 
     def db_status(self) -> dict[str, Any]:
         store = Store(self.settings.db, check_schema=False)
