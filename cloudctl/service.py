@@ -639,6 +639,11 @@ class Cloud:
         if source.driver != dest.driver:
             raise InvalidInput(f"cannot migrate from a {source.driver} host to a {dest.driver} "
                                "host")
+        if self.pool.storage(source).location != self.pool.storage(dest).location:
+            # Its disk would stay behind; the scheduler's cold migration of a suspended lease
+            # is what moves disks and memory images between hosts.
+            raise InvalidInput(f"cannot migrate vm {vm.name}: {source.name} and {to} do not "
+                               "share storage")
         how = "live" if live else "cold"
         intent = MOVE_INTENT + vm.name
         started = time.monotonic()

@@ -56,6 +56,10 @@ def test_suspended_lease_moves_with_its_disk_and_memory_image(
     disk = cli.json("vm", "show", name)["disk_path"]
     assert Path(disk).parent == a_disks
     assert qemu_io(disk, f"write -P {MARK} 0 64k").returncode == 0
+    # An operator's `vm migrate` does not move disks: refused, in one line, nothing moves.
+    error = cli("vm", "migrate", name, "host-b", code=2).stderr
+    assert "do not share storage" in error and error.count("\n") == 1
+    assert cli.json("vm", "show", name)["host"] == "host-a"
 
     # An AR on both hosts suspends it; another keeps host-a busy afterwards, so the lease
     # resumes sooner on host-b after a cold migration.
