@@ -183,6 +183,12 @@ class Enactor:
                 continue
             if vm.old_host is not None:
                 moved_from, old = vm.old_host, hosts.get(vm.old_host)
+                if old is not None and old.status == "ok":
+                    try:
+                        self._suspend_where_it_ran(vm, old)
+                    except CloudctlError as error:
+                        self._failed(vm, vm.state, error, report)
+                        continue
                 if old is not None and old.status != "ok":
                     # Fenced: what is left of it there is destroyed when the host is back.
                     report.waiting.append(f"{vm.name}: left on {old.name}, which is in error")
@@ -224,13 +230,30 @@ class Enactor:
 
     # -- leaving a host (cold migration) -------------------------------------------------
 
+    def _suspend_where_it_ran(self, vm: VMRecord, old: HostRecord) -> None:
+        """A VM the schedule suspended and moved on since the last tick (a late tick) may
+        still run on `old`: it is suspended there first, so that its memory goes with it."""
+        from cloudctl.drivers.base import VMState
+
+        if vm.want != "suspended" or vm.state == "suspended":
+            return
+        driver = self.pool.get(old)
+        if driver.state(vm.name) not in (VMState.RUNNING, VMState.PAUSED):
+            return
+        storage = self.pool.storage(old)
+        path = storage.save_path(vm.name)
+        storage.prepare()
+        driver.suspend(vm.name, path)
+        before, vm.state, vm.save_path = vm.state, "suspended", path
+        self._record(vm, before, f"suspended on {old.name}, where it ran, before it moves")
+
     def _files_to_move(self, vm: VMRecord, old: HostRecord,
                        hosts: dict[str, HostRecord]) -> bool:
         """Whether the suspended VM's disk and memory image are still to go from `old` (whose
         storage is not its new host's) to its new host."""
         new = hosts.get(vm.host or "")
-        if new is None or vm.state != "suspended" or not vm.save_path:
-            return False
+        if new is None or vm.state != "suspended" or vm.want == "gone" or not vm.save_path:
+            return False  # (a lease that ended needs its files removed, not moved)
         source, dest = self.pool.storage(old), self.pool.storage(new)
         return source.location != dest.location and vm.save_path != dest.save_path(vm.name)
 

@@ -43,6 +43,39 @@ def migrating_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     return c
 
 
+def suspended_on_host_a(cli: Cli, tmp_path: Path) -> tuple[dict, str]:
+    """A best-effort lease suspended on host-a by an AR on both hosts, and planned to resume
+    on host-b (host-a is another AR's from 15:00): the lease and its VM's name."""
+    cli("image", "add", "base", "--path", qcow2(tmp_path / "base.qcow2"))
+    be = cli.json("lease", "request", "--type", "be", "--duration", "3h", "--cpus", 4,
+                  "--memory", 1024, "--image", "base")
+    cli("tick")
+    cli.json("lease", "request", "--type", "ar", "--start", "2026-11-23T14:00:00Z",
+             "--duration", "1h", "--nodes", 2, "--cpus", 4)
+    cli.json("lease", "request", "--type", "ar", "--start", "2026-11-23T15:00:00Z",
+             "--duration", "3h", "--cpus", 4)
+    cli.at("2026-11-23T14:00:00Z")("tick")
+    return be, f"cloudctl-{be['id']}-0"
+
+
+def test_a_lease_that_ends_before_its_files_move_leaves_nothing_behind(
+        migrating_cli: Cli, tmp_path: Path, ssh_hosts: list[SSHTestHost]) -> None:
+    cli = migrating_cli
+    (a_disks, a_saves), (b_disks, b_saves) = map(host_dirs, ssh_hosts[:2])
+    be, name = suspended_on_host_a(cli, tmp_path)
+    assert cli.json("vm", "show", name)["host"] == "host-b"
+    assert len(list(a_disks.glob("*"))) == len(list(a_saves.glob("*"))) == 1
+    b_saves.parent.mkdir(parents=True, exist_ok=True)
+    b_saves.write_text("in the way")  # the move fails ...
+    assert cli.at("2026-11-23T15:00:00Z").json("tick")["failed"]
+    b_saves.unlink()
+    cli("lease", "cancel", be["id"])  # ... and the lease ends meanwhile: nothing is moved
+    cli("tick")
+    assert cli.json("vm", "show", name)["state"] == "gone"
+    assert not list(a_disks.glob("*")) and not list(a_saves.glob("*"))
+    assert not list(b_disks.glob("*")) and not list(b_saves.glob("*"))
+
+
 def test_suspended_lease_moves_with_its_disk_and_memory_image(
         migrating_cli: Cli, tmp_path: Path, ssh_hosts: list[SSHTestHost]) -> None:
     cli = migrating_cli
