@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sshd import SSHTestHost
 from test_cli_ops import Cli
-from test_ssh_hosts import qcow2
+from test_ssh_hosts import add_ssh_hosts, qcow2
 
 MARK = "0xab"  # a pattern the guest "wrote" to its disk before it was suspended
 
@@ -36,10 +36,7 @@ def migrating_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     (tmp_path / "config.toml").write_text('[scheduler]\nmigration = "yes"\n'
                                           '[enactment]\nretry-backoff = "1m"\n')
     c("init")
-    for name, host in zip(("host-a", "host-b"), ssh_hosts, strict=False):
-        c("host", "add", name, "--cpus", 4, "--memory", 8192, "--ssh", host.target,
-          "--image-dir", host.image_dir, "--key-file", host.key_file,
-          "--known-hosts", host.known_hosts)
+    add_ssh_hosts(c, ssh_hosts)
     return c
 
 
