@@ -9,7 +9,6 @@ too many failures the lease is failed and its capacity given back.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,10 @@ from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, Transfe
 if TYPE_CHECKING:
     from cloudctl.drivers.base import HypervisorDriver, VMSpec
     from cloudctl.drivers.storage import LocalStorage, RemoteStorage
+
+# Lease states in which a suspended lease planned elsewhere has not begun to move.
+WAITING_TO_MIGRATE = ("suspending", "suspended-pending", "suspended-queued",
+                      "suspended-scheduled")
 
 
 def vm_spec(vm: VMRecord, image: ImageRecord | None, logs: Path | None = None) -> VMSpec:
@@ -108,7 +111,6 @@ class Enactor:
         self.settings = settings
         self.pool = pool
         self.now = now
-        self.saves = settings.state_dir / "saves"
         self.logs = settings.state_dir / "logs"
         self._live: list[VMRecord] = []
         self._clouds: Any = None  # CloudEnactment, opened for the first burst VM
@@ -181,15 +183,25 @@ class Enactor:
                 continue
             if vm.old_host is not None:
                 moved_from, old = vm.old_host, hosts.get(vm.old_host)
+                if old is not None and old.status == "ok":
+                    try:
+                        self._suspend_where_it_ran(vm, old)
+                    except CloudctlError as error:
+                        self._failed(vm, vm.state, error, report)
+                        continue
                 if old is not None and old.status != "ok":
                     # Fenced: what is left of it there is destroyed when the host is back.
                     report.waiting.append(f"{vm.name}: left on {old.name}, which is in error")
-                    if vm.state == vm.want:
+                    if vm.state == vm.want or self._files_to_move(vm, old, hosts):
                         continue
+                elif old is not None and self._before_migration(vm, old, hosts):
+                    report.waiting.append(f"{vm.name}: to move from {old.name} to {vm.host} "
+                                          "when its migration starts")
+                    continue
                 else:
                     try:
                         if old is not None:
-                            self.pool.get(old).destroy(vm.name)
+                            self._leave(vm, old, hosts.get(vm.host or ""), images)
                     except CloudctlError as error:
                         self._failed(vm, vm.state, error, report)
                         continue
@@ -215,6 +227,82 @@ class Enactor:
                 self._failed(vm, before, error, report)
                 continue
             self._done(vm, state, f"enacted on {host.name}", report, before=before)
+
+    # -- leaving a host (cold migration) -------------------------------------------------
+
+    def _suspend_where_it_ran(self, vm: VMRecord, old: HostRecord) -> None:
+        """A VM the schedule suspended and moved on since the last tick (a late tick) may
+        still run on `old`: it is suspended there first, so that its memory goes with it."""
+        from cloudctl.drivers.base import VMState
+
+        if vm.want != "suspended" or vm.state == "suspended":
+            return
+        driver = self.pool.get(old)
+        if driver.state(vm.name) not in (VMState.RUNNING, VMState.PAUSED):
+            return
+        storage = self.pool.storage(old)
+        path = storage.save_path(vm.name)
+        storage.prepare()
+        driver.suspend(vm.name, path)
+        before, vm.state, vm.save_path = vm.state, "suspended", path
+        self._record(vm, before, f"suspended on {old.name}, where it ran, before it moves")
+
+    def _files_to_move(self, vm: VMRecord, old: HostRecord,
+                       hosts: dict[str, HostRecord]) -> bool:
+        """Whether the suspended VM's disk and memory image are still to go from `old` (whose
+        storage is not its new host's) to its new host."""
+        new = hosts.get(vm.host or "")
+        if new is None or vm.state != "suspended" or vm.want == "gone" or not vm.save_path:
+            return False  # (a lease that ended needs its files removed, not moved)
+        source, dest = self.pool.storage(old), self.pool.storage(new)
+        return source.location != dest.location and vm.save_path != dest.save_path(vm.name)
+
+    def _before_migration(self, vm: VMRecord, old: HostRecord,
+                          hosts: dict[str, HostRecord]) -> bool:
+        """Whether its files are to move but the schedule's migration has not begun (the new
+        host is reserved for it from then on)."""
+        if not self._files_to_move(vm, old, hosts):
+            return False
+        with self.store.read():
+            state = self.store.lease(vm.lease_id).state
+        return state in WAITING_TO_MIGRATE
+
+    def _leave(self, vm: VMRecord, old: HostRecord, new: HostRecord | None,
+               images: dict[str, Any]) -> None:
+        """Take the VM off `old`, where the schedule no longer has it. A suspended VM's disk
+        and memory image first go to its new host when the two do not share storage (cold
+        migration); then its domain there is destroyed and its files there removed."""
+        if new is not None and self._files_to_move(vm, old, {new.name: new}):
+            self._move_files(vm, old, new, images)
+        self.pool.get(old).destroy(vm.name)
+        source = self.pool.storage(old)
+        if new is not None and source.location != self.pool.storage(new).location:
+            # By their derived names: the new places are recorded, the old ones are not.
+            source.remove_disk(vm.name, None)
+            source.remove_save(vm.name, None)
+
+    def _move_files(self, vm: VMRecord, old: HostRecord, new: HostRecord,
+                    images: dict[str, Any]) -> None:
+        from cloudctl.drivers.storage import move_vm_files
+
+        image = images.get(vm.image or "") if vm.disk_path else None
+        pinned = {v.image for v in self._live if v.host == new.name and v.image}
+        try:
+            moved = move_vm_files(self.pool.storage(old), self.pool.storage(new), vm.name,
+                                  image, vm.disk_path, str(vm.save_path), pinned)
+        except CloudctlError as error:
+            raise type(error)(f"its disk and memory image are still on {old.name}: "
+                              f"{error}") from error
+        if moved.image_sent is not None and image is not None:
+            self._record_transfer(image, new, moved.image_sent, self.now())
+        vm.disk_path, vm.save_path = moved.disk or vm.disk_path, moved.save
+        vm.updated_at = self.now()
+        with self.store.write():  # recorded before the originals go
+            self.store.record_vm_result(vm)
+            self.store.add_events([EventRecord(
+                vm.updated_at, f"vm {vm.name}", None, None,
+                f"disk and memory image moved from {old.name} to {new.name} "
+                f"({moved.bytes} bytes in {moved.seconds:.2f} s)")])
 
     def clouds(self) -> Any:
         if self._clouds is None:
@@ -256,35 +344,37 @@ class Enactor:
     def _apply(self, vm: VMRecord, host: HostRecord, images: dict[str, Any]) -> str:
         driver = self.pool.get(host)
         want = vm.want
+        storage = self.pool.storage(host)
         if want == "gone":
             if vm.state == "running":
                 driver.shutdown(vm.name, float(self.settings.shutdown_grace))
             else:
                 driver.destroy(vm.name)
-            self._drop_save(vm)
-            self.pool.storage(host).remove_disk(vm.name, vm.disk_path)
+            self._drop_save(vm, storage)
+            storage.remove_disk(vm.name, vm.disk_path)
             vm.disk_path = None
             return "gone"
         if want == "suspended":
             # A memory image already there is a suspend that a killed tick did not record.
-            path = vm.save_path or str(self.saves / f"{vm.name}.save")
-            if vm.state in ("pending", "missing", "gone") and not Path(path).exists():
+            path = vm.save_path or storage.save_path(vm.name)
+            if vm.state in ("pending", "missing", "gone") and not storage.exists(path):
                 raise BackendError(f"{vm.name}: nothing to suspend (it never ran)")
-            self.saves.mkdir(parents=True, exist_ok=True, mode=0o700)
+            storage.prepare()
             driver.suspend(vm.name, path)
             vm.save_path = path
             return "suspended"
         # want == "running"
-        if vm.save_path and Path(vm.save_path).exists():
-            driver.resume(vm.name, vm.save_path)
-            self._drop_save(vm)
+        if vm.save_path and storage.exists(vm.save_path):
+            # The disk is named: a cold migration may have moved it since the save.
+            driver.resume(vm.name, vm.save_path, disk_path=vm.disk_path)
+            self._drop_save(vm, storage)
             return "running"
         image = images.get(vm.image or "")
         if image is not None:
             # Its path is derived from the VM's name: a disk made by a killed tick is reused,
             # or removed when the lease ends, even though it was never recorded.
             pinned = {v.image for v in self._live if v.host == host.name and v.image}
-            vm.disk_path, sent = self.pool.storage(host).disk(vm.name, image, pinned)
+            vm.disk_path, sent = storage.disk(vm.name, image, pinned)
             if sent is not None:
                 self._record_transfer(image, host, sent, self.now())
         self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -301,13 +391,9 @@ class Enactor:
                                                    float(planned), round(sent.seconds, 3),
                                                    reused=not sent.transferred))
 
-    def _drop_save(self, vm: VMRecord) -> None:
-        if vm.save_path:
-            try:
-                os.unlink(vm.save_path)
-            except FileNotFoundError:
-                pass
-            vm.save_path = None
+    def _drop_save(self, vm: VMRecord, storage: LocalStorage | RemoteStorage) -> None:
+        storage.remove_save(vm.name, vm.save_path)
+        vm.save_path = None
 
     def _done(self, vm: VMRecord, state: str, reason: str, report: EnactReport,
               before: str | None = None) -> None:

@@ -6,6 +6,7 @@ A command body in the CLI is: parse, call one method here, render what it return
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import time
@@ -27,8 +28,11 @@ if TYPE_CHECKING:  # the scheduler loads only for commands that schedule
     from cloudctl.session import Session
 
 FINAL_STATES = frozenset({"done", "cancelled", "fail", "rejected"})
+# Meta key prefix of a `vm migrate` under way (one per VM name), written before it moves.
+MOVE_INTENT = "vm-migrate "
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+VM_PREFIX = re.compile(r"(?=.{8,40}$)cloudctl(-[a-z0-9]+)*", re.ASCII)
 DEFAULT_DISK_GIB = 100
 
 
@@ -99,11 +103,22 @@ class Cloud:
 
     # -- init and db -----------------------------------------------------------------------
 
-    def init(self) -> dict[str, Any]:
-        """Create the store (and a commented config if there is none); safe to repeat."""
+    def init(self, vm_prefix: str | None = None) -> dict[str, Any]:
+        """Create the store (and a commented config if there is none); safe to repeat.
+        `vm_prefix` names the store's VMs (PREFIX-LEASE-NODE) on the hypervisors."""
+        if vm_prefix is not None and not VM_PREFIX.fullmatch(vm_prefix):
+            raise InvalidInput(f"--vm-prefix {vm_prefix!r}: expected cloudctl or cloudctl-WORD "
+                               "(lowercase letters and digits, at most 40 characters)")
         created = not self.settings.db.exists()
         store = self._store = Store(self.settings.db, create=True, check_schema=False)
         applied = store.migrate(self.clock())
+        with store.write():
+            prefix = store.get_meta("vm_prefix") or "cloudctl"
+            if vm_prefix is not None and vm_prefix != prefix:
+                if store.vms():
+                    raise Conflict(f"the store's VMs are named {prefix}-LEASE-NODE already; "
+                                   "the prefix cannot change now")
+                store.set_meta("vm_prefix", prefix := vm_prefix)
         self.settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config = self.settings.config_path
         wrote_config = False
@@ -114,7 +129,7 @@ class Cloud:
             wrote_config = True
         return {"db": str(self.settings.db), "created": created, "migrations_applied": applied,
                 "config": str(config), "config_created": wrote_config,
-                "state_dir": str(self.settings.state_dir)}
+                "state_dir": str(self.settings.state_dir), "vm_prefix": prefix}
 
     def db_status(self) -> dict[str, Any]:
         store = Store(self.settings.db, check_schema=False)
@@ -603,7 +618,9 @@ class Cloud:
     def migrate_vm(self, key: str, to: str, live: bool) -> dict[str, Any]:
         """Move a running VM to host `to`: live (the guest keeps running) or cold (saved to
         a memory image, restored there). The schedule and the hypervisors change together:
-        the store's transaction is held across the move and rolled back if it fails."""
+        the store's transaction is held across the move and rolled back if it fails. The
+        intent is recorded first and no tick runs meanwhile, so a move killed half-way is
+        finished or undone by the next tick (`_finish_interrupted_moves`)."""
         from cloudctl.drivers.registry import driver_class
 
         with self.store.read():
@@ -622,27 +639,39 @@ class Cloud:
         if source.driver != dest.driver:
             raise InvalidInput(f"cannot migrate from a {source.driver} host to a {dest.driver} "
                                "host")
+        if self.pool.storage(source).location != self.pool.storage(dest).location:
+            # Its disk would stay behind; the scheduler's cold migration of a suspended lease
+            # is what moves disks and memory images between hosts.
+            raise InvalidInput(f"cannot migrate vm {vm.name}: {source.name} and {to} do not "
+                               "share storage")
         how = "live" if live else "cold"
+        intent = MOVE_INTENT + vm.name
         started = time.monotonic()
-        try:
-            with self._session() as s:
-                scheduler = self._need_hosts(s)
-                refused = scheduler.relocate(vm.lease_id, vm.node, s.names.index(to), s.now)
-                if refused:
-                    raise Unsatisfiable(f"vm {vm.name} cannot move to {to}: {refused}")
-                self._move_domain(vm.name, source, dest, live)
-                vm.host, vm.old_host, vm.updated_at = to, None, s.now
-                self.store.save_vm(vm)
-                s.events.append(EventRecord(s.now, f"vm {vm.name}", "running", "running",
-                                            f"migrated ({how}) from {source.name} to {to}"))
-        except CloudctlError as error:
-            if isinstance(error, Unsatisfiable):
-                raise
+        with self._tick_lock(blocking=True):
             with self.store.write():
-                self.store.add_events([EventRecord(self.clock(), f"vm {vm.name}", None, None,
-                                                   f"{how} migration to {to} failed, still on "
-                                                   f"{source.name}: {error}")])
-            raise
+                self.store.set_meta(intent, json.dumps({"from": source.name, "to": to,
+                                                        "live": live}))
+            try:
+                with self._session() as s:
+                    scheduler = self._need_hosts(s)
+                    refused = scheduler.relocate(vm.lease_id, vm.node, s.names.index(to), s.now)
+                    if refused:
+                        raise Unsatisfiable(f"vm {vm.name} cannot move to {to}: {refused}")
+                    self._move_domain(vm.name, source, dest, live)
+                    vm.host, vm.old_host, vm.updated_at = to, None, s.now
+                    self.store.save_vm(vm)
+                    self.store.delete_meta(intent)
+                    s.events.append(EventRecord(s.now, f"vm {vm.name}", "running", "running",
+                                                f"migrated ({how}) from {source.name} to {to}"))
+            except CloudctlError as error:
+                with self.store.write():
+                    self.store.delete_meta(intent)  # it stayed where it was
+                    if not isinstance(error, Unsatisfiable):
+                        self.store.add_events([EventRecord(
+                            self.clock(), f"vm {vm.name}", None, None,
+                            f"{how} migration to {to} failed, still on {source.name}: "
+                            f"{error}")])
+                raise
         return {"vm": vm.name, "lease": vm.lease_id, "from": source.name, "to": to,
                 "live": live, "seconds": round(time.monotonic() - started, 3)}
 
@@ -652,20 +681,86 @@ class Cloud:
         if live:
             src.migrate(name, dest.uri, live=True)  # type: ignore[attr-defined]
             return
-        saves = self.settings.state_dir / "saves"
-        saves.mkdir(parents=True, exist_ok=True, mode=0o700)
-        image = str(saves / f"{name}.migrate")
+        image = self._move_image(name)
+        image.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            src.suspend(name, image)
+            src.suspend(name, str(image))
             try:
-                dst.resume(name, image)
+                dst.resume(name, str(image))
             except CloudctlError:
-                src.resume(name, image)  # back where it was, still alive
+                src.resume(name, str(image))  # back where it was, still alive
                 raise
             src.destroy(name)  # its definition; the guest now runs on dest
         finally:
-            if os.path.exists(image):
-                os.unlink(image)
+            image.unlink(missing_ok=True)
+
+    def _move_image(self, name: str) -> Path:
+        return self.settings.state_dir / "saves" / f"{name}.migrate"
+
+    def _finish_interrupted_moves(self) -> None:
+        """`vm migrate`s killed half-way (their intent is still recorded): where the domain
+        runs now decides. On the destination, the move is completed in the schedule (or,
+        with no room left there, undone); on the source, or saved to the move's memory
+        image, it stays on (or is restored to) the source. Reached by ticks only, which
+        never run during a `vm migrate`."""
+        with self.store.read():
+            intents = self.store.metas(MOVE_INTENT)
+        for key, text in intents.items():
+            name = key[len(MOVE_INTENT):]
+            try:
+                outcome = self._finish_move(name, json.loads(text))
+            except CloudctlError as error:  # a host that does not answer: the next tick
+                outcome = f"interrupted migration not settled yet: {error}"
+                with self.store.write():
+                    self.store.add_events([EventRecord(self.clock(), f"vm {name}", None,
+                                                       None, outcome)])
+                continue
+            with self.store.write():
+                self.store.delete_meta(key)
+                self.store.add_events([EventRecord(self.clock(), f"vm {name}", None, None,
+                                                   outcome)])
+
+    def _finish_move(self, name: str, intent: dict[str, Any]) -> str:
+        from cloudctl.drivers.base import VMState
+
+        with self.store.read():
+            vm = self.store.vm(name)
+            hosts = {h.name: h for h in self.store.hosts()}
+        source, dest = hosts.get(intent["from"]), hosts.get(intent["to"])
+        live, how = bool(intent.get("live")), "live" if intent.get("live") else "cold"
+        if source is None or dest is None or vm.host != source.name:
+            return f"interrupted {how} migration: nothing left to settle"
+        src, dst = self.pool.get(source), self.pool.get(dest)
+        here, there = src.state(name), dst.state(name)
+        image = self._move_image(name)
+        active = (VMState.RUNNING, VMState.PAUSED)
+        try:
+            if there is VMState.RUNNING and here is not VMState.RUNNING:
+                src.destroy(name)  # what is left here: a definition, or a paused copy
+                with self._session() as s:
+                    refused = self._need_hosts(s).relocate(vm.lease_id, vm.node,
+                                                           s.names.index(dest.name), s.now)
+                    if not refused:
+                        vm.host, vm.updated_at = dest.name, s.now
+                        self.store.save_vm(vm)
+                        return (f"interrupted {how} migration completed: running on "
+                                f"{dest.name}")
+                self._move_domain(name, dest, source, live)
+                return (f"interrupted {how} migration undone: {dest.name} has no room now "
+                        f"({refused}); back on {source.name}")
+            if here in active:
+                dst.destroy(name)  # a copy the move had begun there, if any
+                src.resume(name, str(image))  # a guest paused for the copy runs again
+                return f"interrupted {how} migration undone: still on {source.name}"
+            dst.destroy(name)
+            if image.exists():
+                src.resume(name, str(image))
+                return (f"interrupted {how} migration undone: restored on {source.name} "
+                        "from its memory image")
+            return f"interrupted {how} migration: the VM is on neither host"
+        finally:
+            if src.state(name) in active or dst.state(name) in active:
+                image.unlink(missing_ok=True)
 
     def schedule(self, start: int | None, end: int | None) -> dict[str, Any]:
         """Every reservation and past run overlapping [start, end), host by host."""
@@ -820,6 +915,7 @@ class Cloud:
         with self._tick_lock(blocking) as holder:
             if holder:
                 return TickOutcome(False, self.clock(), holder=holder)
+            self._finish_interrupted_moves()
             with self._session() as s:
                 s.settle()
                 changed = s.save()

@@ -26,8 +26,8 @@ SUSPENDED_STATES = (S.SUSPENDING, S.SUSPENDED_PENDING, S.SUSPENDED_QUEUED,
 RUNNING_STATES = (S.ACTIVE, S.RESUMING, S.RESUMED_READY)
 
 
-def vm_name(lease_id: int, node: int) -> str:
-    return f"cloudctl-{lease_id}-{node}"
+def vm_name(lease_id: int, node: int, prefix: str = "cloudctl") -> str:
+    return f"{prefix}-{lease_id}-{node}"
 
 
 def _fingerprint(lease: Lease) -> tuple[Any, ...]:
@@ -54,6 +54,7 @@ class Session:
         # The store's clock never goes back: a command run "earlier" acts at the last time.
         self.now = max(now, int(clock)) if clock is not None else now
         self.events: list[EventRecord] = []
+        self.vm_prefix = store.get_meta("vm_prefix") or "cloudctl"  # `init --vm-prefix`
         from cloudctl.clouds import burster_for
 
         burster = burster_for(store, {r.id for r in records})
@@ -129,8 +130,8 @@ class Session:
             if vm is None:
                 if want == "gone":
                     continue
-                vm = VMRecord(lease.id, node, vm_name(lease.id, node), host, "pending", want,
-                              updated_at=self.now, cloud=cloud)
+                vm = VMRecord(lease.id, node, vm_name(lease.id, node, self.vm_prefix), host,
+                              "pending", want, updated_at=self.now, cloud=cloud)
             elif vm.want == want and (host is None or vm.host == host) and (
                     cloud is None or vm.cloud == cloud):
                 continue

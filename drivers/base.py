@@ -94,8 +94,9 @@ class HypervisorDriver(Protocol):
         """Save memory to `path`; afterwards the domain is not active. Not active and `path`
         exists -> no-op."""
 
-    def resume(self, name: str, path: str) -> None:
-        """Restore from `path` (left in place for the caller). Running already -> no-op."""
+    def resume(self, name: str, path: str, disk_path: str | None = None) -> None:
+        """Restore from `path` (left in place for the caller). Running already -> no-op.
+        `disk_path`: where the VM's disk is now, when a cold migration moved it."""
 
     def shutdown(self, name: str, grace_s: float = 30.0) -> None:
         """ACPI shutdown, destroy after `grace_s`, undefine. Missing -> no-op."""

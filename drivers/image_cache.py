@@ -24,6 +24,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -171,6 +172,29 @@ class LocalFiles:
         with source:
             total = os.fstat(source.fileno()).st_size
             return self._copy(source, total, remote_path, progress, before_rename)
+
+    def put_stream(self, source: BinaryIO, total: int, path: str,
+                   progress: Progress | None = None,
+                   before_rename: Callable[[str], None] | None = None) -> int:
+        return self._copy(source, total, path, progress, before_rename)
+
+    @contextmanager
+    def reader(self, path: str) -> Iterator[tuple[BinaryIO, int]]:
+        try:
+            source = open(path, "rb")
+        except OSError as error:
+            raise BackendError(f"cannot read {path}: {error.strerror}") from None
+        with source:
+            yield source, os.fstat(source.fileno()).st_size
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def chmod(self, path: str, mode: int) -> None:
+        try:
+            os.chmod(path, mode)
+        except OSError as error:
+            raise BackendError(f"cannot chmod {path}: {error.strerror}") from None
 
     def _copy(self, source: BinaryIO, total: int, path: str, progress: Progress | None = None,
               before_rename: Callable[[str], None] | None = None) -> int:

@@ -267,14 +267,14 @@ class LibvirtDriver:
         with self._session(mutates=True), self._errors(f"suspend {name}"):
             dom = self._lookup(name)
             if dom is None or not self._is_active(dom):
-                if os.path.exists(path):
+                if self._saved_image_exists(path):
                     return
                 what = "missing" if dom is None else "not running"
                 raise self._fail(f"suspend {name}",
                                  f"domain is {what} and there is no saved image at {path}")
             dom.save(path)
 
-    def resume(self, name: str, path: str) -> None:
+    def resume(self, name: str, path: str, disk_path: str | None = None) -> None:
         import libvirt
 
         with self._session(mutates=True), self._errors(f"resume {name}"):
@@ -283,9 +283,11 @@ class LibvirtDriver:
                 if self._native_state(dom) in _PAUSED_NATIVE:
                     dom.resume()
                 return
-            if not os.path.exists(path):
+            if not self._saved_image_exists(path):
                 raise self._fail(f"resume {name}", f"no saved image at {path}")
             conn = self._connection()
+            if disk_path is not None:
+                self._point_saved_disk(conn, path, disk_path)
             # Not restoreFlags(VIR_DOMAIN_SAVE_RUNNING): the test driver rejects that flag.
             conn.restore(path)
             dom = self._lookup(name)
@@ -298,6 +300,25 @@ class LibvirtDriver:
                 # so that it behaves like any other domain here.
                 conn.defineXML(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE
                                            | libvirt.VIR_DOMAIN_XML_SECURE))
+
+    def _saved_image_exists(self, path: str) -> bool:
+        """Whether the saved image is there. It is on the hypervisor's machine: looked at
+        here only for a local URI; a remote one is asked at restore time."""
+        return os.path.exists(path) if not _remote(self.uri) else True
+
+    @staticmethod
+    def _point_saved_disk(conn: Any, path: str, disk_path: str) -> None:
+        """Make the domain saved at `path` use the disk at `disk_path` (a cold migration
+        moved it; the image still names its old place). Already there -> untouched."""
+        import libvirt
+
+        flags = libvirt.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE
+        dom = ET.fromstring(conn.saveImageGetXMLDesc(path, flags))
+        source = dom.find("devices/disk[@device='disk']/source[@file]")
+        if source is None or source.get("file") == disk_path:
+            return
+        source.set("file", disk_path)
+        conn.saveImageDefineXML(path, ET.tostring(dom, encoding="unicode"), 0)
 
     def shutdown(self, name: str, grace_s: float = 30.0) -> None:
         with self._session(mutates=True), self._errors(f"shutdown {name}"):
@@ -442,6 +463,12 @@ class QemuDriver(LibvirtDriver):
                     dest.close()
                 except libvirt.libvirtError:
                     pass
+
+
+def _remote(uri: str) -> bool:
+    """A URI whose daemon may run on another machine (qemu+ssh://host/..., qemu://host/...)."""
+    scheme, _, rest = uri.partition("://")
+    return "+" in scheme and not scheme.endswith("+unix") or not rest.startswith("/")
 
 
 def _host_uuid(conn: Any) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from cloudctl.errors import BackendError, CloudctlError, InvalidInput
 
@@ -284,6 +284,30 @@ class SSHConnection:
         """Replace `path` atomically (temporary name, fsync, rename)."""
         self._upload(io.BytesIO(data), len(data), path)
 
+    def put_stream(self, source: BinaryIO, total: int, remote_path: str,
+                   progress: Progress | None = None,
+                   before_rename: Callable[[str], None] | None = None) -> int:
+        """As `put`, from an open file (another host's, say) of `total` bytes."""
+        return self._upload(source, total, remote_path, progress, before_rename)
+
+    @contextmanager
+    def reader(self, path: str) -> Iterator[tuple[BinaryIO, int]]:
+        """The file at `path` open for reading, and its size. A read that fails raises a
+        BackendError naming this host, even inside another host's upload."""
+        sftp = self._sftp_client()
+        with self._errors(f"read {path}"):
+            handle = sftp.open(path, "rb")
+            size = int(handle.stat().st_size or 0)
+            handle.prefetch(size)
+        try:
+            yield cast(BinaryIO, _NamedReads(handle, self, path)), size
+        finally:
+            handle.close()
+
+    def chmod(self, path: str, mode: int) -> None:
+        with self._errors(f"chmod {path}"):
+            self._sftp_client().chmod(path, mode)
+
     def _upload(self, source: BinaryIO, total: int, remote_path: str,
                 progress: Progress | None = None,
                 before_rename: Callable[[str], None] | None = None) -> int:
@@ -374,6 +398,17 @@ class SSHConnection:
             return None
         except Exception as error:
             raise BackendError(f"ssh {self.target}: read {path}: {_reason(error)}") from None
+
+
+class _NamedReads:
+    """A remote file whose read errors name the host it is read from."""
+
+    def __init__(self, handle: Any, connection: SSHConnection, path: str) -> None:
+        self._handle, self._connection, self._path = handle, connection, path
+
+    def read(self, size: int = -1) -> bytes:
+        with self._connection._errors(f"read {self._path}"):
+            return bytes(self._handle.read(size))
 
 
 def temp_name(path: str) -> str:

@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -142,23 +143,50 @@ def remove_files(*paths: str | None) -> None:
 
 
 class LocalStorage:
-    """VM disks on this machine's filesystem, under `state_dir/disks`; images are read from
-    the repository in place (no transfer)."""
+    """VM disks and memory images on this machine's filesystem, under `state_dir/disks` and
+    `state_dir/saves`; images are read from the repository in place (no transfer)."""
 
     def __init__(self, state_dir: Path) -> None:
+        from cloudctl.drivers.image_cache import LocalFiles
+
         self.disks = Path(state_dir) / "disks"
+        self.saves = Path(state_dir) / "saves"
+        self.location = f"local:{Path(state_dir).resolve()}"  # equal -> the same files
+        self.files = LocalFiles()
 
     def disk_path(self, vm_name: str, fmt: str) -> Path:
         return self.disks / f"{vm_name}.{fmt}"
+
+    def save_path(self, vm_name: str) -> str:
+        return str(self.saves / f"{vm_name}.save")
 
     def disk(self, vm_name: str, image: ImageLike,
              pinned: Collection[str] = ()) -> tuple[str, Any]:
         """(the VM's disk, the image transfer it took or None); made now unless it exists."""
         return make_disk(image.path, image.format, self.disk_path(vm_name, image.format)), None
 
+    def base_for(self, image: ImageLike, pinned: Collection[str] = ()) -> tuple[str, Any]:
+        """(where a disk of `image` finds its base here, the transfer that took or None)."""
+        return str(Path(image.path).resolve()), None
+
+    def prepare(self) -> None:
+        """The directories disks and memory images go to."""
+        for path in (self.disks, self.saves):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def rebase(self, disk: str, base: str) -> None:
+        """Point the qcow2 overlay `disk` at `base`, a copy of the base it was made on."""
+        qemu_img("rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", base, disk)
+
     def remove_disk(self, vm_name: str, recorded: str | None) -> None:
         """Remove the VM's disk, also one a killed tick made but did not record."""
         remove_files(recorded, *(str(self.disk_path(vm_name, fmt)) for fmt in FORMATS))
+
+    def remove_save(self, vm_name: str, recorded: str | None) -> None:
+        remove_files(recorded, self.save_path(vm_name))
 
     def close(self) -> None:
         pass
@@ -176,6 +204,8 @@ class RemoteStorage:
         self.target = str(opts.pop("ssh"))
         self.cache = open_image_cache(self.target, opts)
         self.disks = str(PurePosixPath(self.cache.image_dir).parent / "disks")
+        self.saves = str(PurePosixPath(self.cache.image_dir).parent / "saves")
+        self.location = f"{self.target}:{self.disks}"
 
     @property
     def files(self) -> Any:
@@ -188,14 +218,21 @@ class RemoteStorage:
     def disk_path(self, vm_name: str, fmt: str) -> str:
         return f"{self.disks}/{vm_name}.{fmt}"
 
-    def disk(self, vm_name: str, image: ImageLike,
-             pinned: Collection[str] = ()) -> tuple[str, Any]:
+    def save_path(self, vm_name: str) -> str:
+        return f"{self.saves}/{vm_name}.save"
+
+    def base_for(self, image: ImageLike, pinned: Collection[str] = ()) -> tuple[str, Any]:
         sent = self.cache.ensure(image.name, image.path, image.sha256, image.size_bytes,
                                  pinned=pinned)
+        return sent.remote_path, sent
+
+    def disk(self, vm_name: str, image: ImageLike,
+             pinned: Collection[str] = ()) -> tuple[str, Any]:
+        base, sent = self.base_for(image, pinned)
         disk = self.disk_path(vm_name, image.format)
         if self.files.exists(disk):
             return disk, sent
-        base, tmp, q = sent.remote_path, f"{self.disks}/.{vm_name}.tmp", shlex.quote
+        tmp, q = f"{self.disks}/.{vm_name}.tmp", shlex.quote
         make = (f"qemu-img create -q -f qcow2 -F qcow2 -b {q(base)} {q(tmp)}"
                 if image.format == "qcow2" else f"cp {q(base)} {q(tmp)}")
         done = self.files.exec(f"mkdir -p {q(self.disks)} && {make} && chmod 600 {q(tmp)} "
@@ -205,10 +242,84 @@ class RemoteStorage:
             raise BackendError(f"{self.target}: cannot create disk {disk}: {message}")
         return disk, sent
 
+    def prepare(self) -> None:
+        self.files.makedirs(self.disks)
+        self.files.makedirs(self.saves)
+
+    def exists(self, path: str) -> bool:
+        return self.files.exists(path)
+
+    def rebase(self, disk: str, base: str) -> None:
+        q = shlex.quote
+        done = self.files.exec(f"qemu-img rebase -u -f qcow2 -F qcow2 -b {q(base)} {q(disk)}")
+        if done.status != 0:
+            message = " ".join((done.stderr or done.stdout).split())
+            raise BackendError(f"{self.target}: qemu-img rebase: {message}")
+
     def remove_disk(self, vm_name: str, recorded: str | None) -> None:
         for path in {recorded, *(self.disk_path(vm_name, fmt) for fmt in FORMATS)}:
             if path:
                 self.files.remove(path)
 
+    def remove_save(self, vm_name: str, recorded: str | None) -> None:
+        for path in {recorded, self.save_path(vm_name)}:
+            if path:
+                self.files.remove(path)
+
     def close(self) -> None:
         self.cache.close()
+
+
+Storage = LocalStorage | RemoteStorage
+
+
+@dataclass(frozen=True)
+class MovedFiles:
+    """Where a cold migration put a VM's files on its new host, and what it took."""
+
+    disk: str | None
+    save: str
+    bytes: int
+    seconds: float
+    image_sent: Any  # the image sent to (or found in) the new host's cache, or None
+
+
+def move_vm_files(source: Storage, dest: Storage, vm_name: str, image: ImageLike | None,
+                  disk: str | None, save: str, pinned: Collection[str] = ()) -> MovedFiles:
+    """Copy a suspended VM's disk (when it has an image) and memory image from `source` to
+    `dest`. Each copy lands whole: it goes to a temporary name, its checksum is compared with
+    the original's, a qcow2 overlay is pointed at the new host's copy of its base image, and
+    only then is it renamed into place; a copy already in place is kept, so a move cut short
+    is carried on. The originals are left for the caller to remove once it has recorded the
+    new places."""
+    started = time.perf_counter()
+    dest.prepare()
+    sent_bytes, image_sent, new_disk = 0, None, None
+    if image is not None and disk is not None:
+        new_disk = str(dest.disk_path(vm_name, image.format))
+        if not dest.exists(new_disk):
+            base, image_sent = dest.base_for(image, pinned)
+            sent_bytes += _copy_between(source, disk, dest, new_disk,
+                                        base if image.format == "qcow2" else None)
+    new_save = dest.save_path(vm_name)
+    if not dest.exists(new_save):
+        sent_bytes += _copy_between(source, save, dest, new_save, None)
+    return MovedFiles(new_disk, new_save, sent_bytes, time.perf_counter() - started,
+                      image_sent)
+
+
+def _copy_between(source: Storage, path: str, dest: Storage, target: str,
+                  rebase_on: str | None) -> int:
+    expected = source.files.sha256(path)
+
+    def check(temp: str) -> None:
+        found = dest.files.sha256(temp)
+        if found != expected:
+            raise BackendError(f"{dest.location}: the copy of {path} has sha256 "
+                               f"{found[:12]}..., the original {expected[:12]}...")
+        dest.files.chmod(temp, 0o600)
+        if rebase_on is not None:
+            dest.rebase(temp, rebase_on)
+
+    with source.files.reader(path) as (stream, size):
+        return dest.files.put_stream(stream, size, target, before_rename=check)

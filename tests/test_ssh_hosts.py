@@ -19,15 +19,20 @@ def qcow2(path: Path) -> Path:
     return path
 
 
+def add_ssh_hosts(c: Cli, ssh_hosts: list[SSHTestHost]) -> None:
+    """host-a and host-b (4 CPUs, 8 GiB each), reached over SSH."""
+    for name, host in zip(("host-a", "host-b"), ssh_hosts, strict=False):
+        c("host", "add", name, "--cpus", 4, "--memory", 8192, "--ssh", host.target,
+          "--image-dir", host.image_dir, "--key-file", host.key_file,
+          "--known-hosts", host.known_hosts)
+
+
 @pytest.fixture
 def ssh_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
             ssh_hosts: list[SSHTestHost]) -> Cli:
     c = Cli(tmp_path, monkeypatch)
     c("init")
-    for name, host in zip(("host-a", "host-b"), ssh_hosts, strict=False):
-        c("host", "add", name, "--cpus", 4, "--memory", 8192, "--ssh", host.target,
-          "--image-dir", host.image_dir, "--key-file", host.key_file,
-          "--known-hosts", host.known_hosts)
+    add_ssh_hosts(c, ssh_hosts)
     return c
 
 

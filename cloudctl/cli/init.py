@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -15,11 +15,17 @@ config_app = typer.Typer(help="Show the effective configuration.", no_args_is_he
 db_app = typer.Typer(help="Inspect and upgrade the state store.", no_args_is_help=True)
 
 
-def init(ctx: typer.Context, output: Output = None, as_json: Json = False) -> None:
+def init(ctx: typer.Context,
+         vm_prefix: Annotated[str | None, typer.Option(
+             "--vm-prefix", metavar="PREFIX", show_default=False,
+             help="Name this store's VMs PREFIX-LEASE-NODE (default cloudctl-LEASE-NODE): "
+                  "stores sharing a hypervisor need distinct prefixes, e.g. cloudctl-lab. "
+                  "Fixed once the store has VMs.")] = None,
+         output: Output = None, as_json: Json = False) -> None:
     """Create the state store and a commented default config; safe to run again."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        result = c.init()
+        result = c.init(vm_prefix)
     if fmt == "table":
         applied = ", ".join(result["migrations_applied"])
         state = "created" if result["created"] else "exists"

@@ -323,6 +323,15 @@ class Store:
         self._execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                       "SET value = excluded.value", (key, value))
 
+    def metas(self, prefix: str) -> dict[str, str]:
+        """Every meta entry whose key starts with `prefix`."""
+        rows = self._execute("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? "
+                             "ORDER BY key", (len(prefix), prefix))
+        return {row[0]: row[1] for row in rows}
+
+    def delete_meta(self, key: str) -> None:
+        self._execute("DELETE FROM meta WHERE key = ?", (key,))
+
     # -- hosts ---------------------------------------------------------------------------
 
     def add_host(self, host: HostRecord) -> HostRecord:

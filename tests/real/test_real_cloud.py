@@ -4,6 +4,7 @@ disk, it is resumed and keeps counting, and when its lease ends its disk is clea
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,8 @@ def qemu_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     c = Cli(tmp_path, monkeypatch)
     (tmp_path / "config.toml").write_text('[drivers.qemu]\ndomain_type = "qemu"\n'
                                           "[enactment]\nshutdown-grace = '20s'\n")
-    c("init")
+    # qemu:///system is the machine's, shared with any other test run: names of our own.
+    c("init", "--vm-prefix", f"cloudctl-run{secrets.token_hex(4)}")
     c("host", "add", "qemu-1", "--cpus", 2, "--memory", 1024, "--driver", "qemu",
       "--uri", system_libvirt)
     yield c
@@ -48,7 +50,8 @@ def test_guest_preempted_by_an_ar_is_suspended_resumed_and_cleaned_up(
         "--initrd", tiny_guest.initrd, "--cmdline", tiny_guest.cmdline)
     be = cli.json("lease", "request", "--type", "be", "--duration", "3h", "--cpus", 2,
                   "--memory", 128, "--image", "tiny")
-    name = f"cloudctl-{be['id']}-0"
+    prefix = cli.json("init")["vm_prefix"]
+    name = f"{prefix}-{be['id']}-0"
     log = state / "logs" / f"{name}.log"
     cli("tick")
     vm = cli.json("vm", "show", name)
@@ -67,7 +70,7 @@ def test_guest_preempted_by_an_ar_is_suspended_resumed_and_cleaned_up(
 
     cli.at("2026-11-23T14:00:00Z")("tick")
     assert cli.json("lease", "show", ar["id"])["state"] == "active"
-    ar_vm = cli.json("vm", "show", f"cloudctl-{ar['id']}-0")
+    ar_vm = cli.json("vm", "show", f"{prefix}-{ar['id']}-0")
     assert ar_vm["state"] == "running"
 
     cli.at("2026-11-23T15:00:00Z")("tick")  # the AR ends; the best-effort lease resumes
