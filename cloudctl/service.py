@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudctl.config import DEFAULT_CONFIG, Settings
 from cloudctl.enact import DriverPool, Enactor, EnactReport
@@ -22,10 +22,12 @@ from cloudctl.store.db import Store
 from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, LeaseRecord, VMRecord
 
 if TYPE_CHECKING:  # the scheduler loads only for commands that schedule
+    from cloudctl.scheduler.config import SchedulerConfig
     from cloudctl.scheduler.core import Decision
     from cloudctl.scheduler.model import LeaseRequest, LeaseType
     from cloudctl.session import Session
 
+T = TypeVar("T")
 FINAL_STATES = frozenset({"done", "cancelled", "fail", "rejected"})
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -444,13 +446,24 @@ class Cloud:
     def request_lease(self, spec: LeaseSpec, dry_run: bool = False) -> RequestOutcome:
         if dry_run:
             return self._dry_run(spec)
-        with self._session() as s:
-            outcome = self._submit(s, spec)
+        outcome = self._decide(spec, self.settings.scheduler, lambda s: self._submit(s, spec))
         decision = outcome.decision
         if not decision.accepted:
             raise Unsatisfiable(f"lease {outcome.lease.id} rejected: "
                                 f"{'; '.join(decision.reasons)}")
         return outcome
+
+    def _decide(self, spec: LeaseSpec, config: SchedulerConfig, act: Callable[[Session], T],
+                save: bool = True) -> T:
+        """`act` in a session; for an AR, one that loads only the leases around its window
+        (the decision is the same: see `Session.confined`)."""
+        from cloudctl.scheduler.model import LeaseType
+        from cloudctl.session import decide
+
+        window = None
+        if spec.type is LeaseType.AR and spec.start is not None:
+            window = (spec.start, spec.start + spec.duration)
+        return decide(self.store, config, self.clock(), act, window=window, save=save)
 
     def _submit(self, s: Session, spec: LeaseSpec) -> RequestOutcome:
         """Submit the request in session `s` and settle the queue; what was decided."""
@@ -480,20 +493,21 @@ class Cloud:
         store is left exactly as it was."""
         from dataclasses import replace
 
-        from cloudctl.session import what_if
-
-        with what_if(self.store, self.settings.scheduler, self.clock()) as s:
-            outcome = self._submit(s, spec)
+        outcome = self._decide(spec, self.settings.scheduler, lambda s: self._submit(s, spec),
+                               save=False)
         if not outcome.decision.accepted:
             return outcome
-        # Expected starts with every queued lease planned (conservatively), without and
-        # then with the request.
-        expected = replace(self.settings.scheduler, backfilling=None)
-        with what_if(self.store, expected, self.clock()) as s:
+
+        def starts(s: Session) -> tuple[dict[int, int | None], dict[int, int | None]]:
             s.settle()
             before = _be_starts(s)
             self._submit(s, spec)
-            after = _be_starts(s)
+            return before, _be_starts(s)
+
+        # Expected starts with every queued lease planned (conservatively), without and
+        # then with the request.
+        expected = replace(self.settings.scheduler, backfilling=None)
+        before, after = self._decide(spec, expected, starts, save=False)
         for lease_id, old in before.items():
             new = after.get(lease_id)
             if old is not None and (new is None or new > old):

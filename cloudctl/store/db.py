@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -197,6 +197,10 @@ _HOST_COLUMNS = ("name, cpus, memory_mib, disk_mib, driver, uri, enabled, status
 _IMAGE_COLUMNS = "name, path, format, size_bytes, sha256, added_at, id, boot, source"
 _CLOUD_COLUMNS = ("name, type, region, endpoint, profile, budget_per_month, catalogue, options, "
                   "enabled, added_at, id")
+# Which live leases `leases_around` takes (`l` a lease, `r` its reservation or NULLs).
+_AROUND = ("(r.lease_id IS NULL OR r.step > 0 OR r.start <= :now "
+           "OR (r.start < :end AND r.end > :start) OR r.channel != '[]' "
+           "OR l.history LIKE '%\"burst\"%')")
 _INSTANCE_COLUMNS = ("cloud, lease_id, vm, client_token, instance_id, instance_type, "
                      "price_per_hour, state, launched_at, ended_at, private_ip, public_ip, "
                      "error, updated_at, id")
@@ -277,9 +281,11 @@ class Store:
             self._depth = 0
             self.db.execute("ROLLBACK")
 
-    def _execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+    def _execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+                 ) -> sqlite3.Cursor:
         try:
-            return self.db.execute(sql, tuple(params))
+            return self.db.execute(sql, params if isinstance(params, Mapping)
+                                   else tuple(params))
         except sqlite3.OperationalError as error:
             raise BackendError(f"state store {self.path}: {error}") from None
 
@@ -469,11 +475,34 @@ class Store:
 
     def live_leases(self) -> list[LeaseRecord]:
         """Every lease not in a final state, with its reservation: what the scheduler needs."""
+        return self._live_leases("", {})
+
+    def leases_around(self, start: int, end: int, now: int
+                      ) -> tuple[list[LeaseRecord], int | None]:
+        """The live leases a decision about the window [start, end) taken at `now` can touch,
+        and the earliest start among the others.
+
+        Taken: leases with no reservation (queued, suspended), reservations overlapping the
+        window, begun by `now` or with a phase already carried out, holding the suspend/resume
+        channel, or on a public cloud (the burst ledger counts them). Every other reservation
+        lies wholly before or after the window and has not begun, so its next event is its
+        start."""
+        window = {"start": start, "end": end, "now": now}
+        leases = self._live_leases(f" AND {_AROUND}", window)
+        row = self._execute("SELECT min(r.start) FROM leases l JOIN reservations r "
+                            f"ON r.lease_id = l.id WHERE l.final = 0 AND NOT {_AROUND}",
+                            window).fetchone()
+        return leases, row[0]
+
+    def live_lease_ids(self) -> set[int]:
+        return {row[0] for row in self._execute("SELECT id FROM leases WHERE final = 0")}
+
+    def _live_leases(self, clause: str, params: dict[str, Any]) -> list[LeaseRecord]:
         columns = ", ".join(f"l.{c}" for c in _LEASE_COLUMNS.split(", "))
         rows = self._execute(
             f"SELECT {columns}, r.hosts, r.start, r.migrated, r.run_start, r.run_end, r.end, "
             "r.post, r.step, r.channel FROM leases l LEFT JOIN reservations r "
-            "ON r.lease_id = l.id WHERE l.final = 0 ORDER BY l.id")
+            f"ON r.lease_id = l.id WHERE l.final = 0{clause} ORDER BY l.id", params)
         leases = []
         width = len(_LEASE_COLUMNS.split(", "))
         for row in rows:
