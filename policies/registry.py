@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 from cloudctl.errors import InvalidInput
@@ -34,6 +33,8 @@ BUILTIN: dict[str, dict[str, str]] = {
 
 
 def _registered(kind: str) -> dict[str, str]:
+    from importlib.metadata import entry_points  # slow to import; the built-ins need none
+
     found = dict(BUILTIN[kind])
     for ep in entry_points(group=f"cloudctl.policies.{kind}"):
         found.setdefault(ep.name, ep.value)

@@ -7,17 +7,20 @@ body, when it runs.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
+from typer.models import TyperInfo
 
 from cloudctl import __version__
-from cloudctl.cli import clouds, host, image, init, lease, schedule, simulate, tick, vm
+from cloudctl.cli import init, simulate, tick
+from cloudctl.cli.coercion import plain_values
 from cloudctl.errors import EXIT_CODES, CloudctlError
 
 INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
@@ -42,12 +45,75 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# The noun groups (name: module, attribute), built the first time a command line or a help
+# page names one: `cloudctl lease list` does not pay for the signatures of sixty other
+# commands.
+NOUNS: dict[str, tuple[str, str]] = {
+    "host": ("host", "app"), "image": ("image", "app"), "lease": ("lease", "app"),
+    "vm": ("vm", "app"), "schedule": ("schedule", "app"), "cloud": ("clouds", "app"),
+    "cost": ("clouds", "cost_app"), "db": ("init", "db_app"), "config": ("init", "config_app"),
+}
+
+
+def noun_group(name: str) -> TyperGroup:
+    """The click group of a noun, as `app.add_typer(sub_app, name=name)` would build it."""
+    module, attribute = NOUNS[name]
+    sub_app = getattr(importlib.import_module(f"cloudctl.cli.{module}"), attribute)
+    info = TyperInfo(sub_app, name=name, options_metavar="[OPTIONS]", deprecated=False)
+    group = typer.main.get_group_from_info(
+        info, pretty_exceptions_short=app.pretty_exceptions_short,
+        rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
+    for command in group.commands.values():
+        plain_values(command)
+    return plain_values(group)
+
+
+class LazyCommands(MutableMapping[str, Any]):
+    """A group's commands by name, in order; the lazy ones are built when first looked up
+    (listing names builds nothing)."""
+
+    def __init__(self, built: MutableMapping[str, Any], lazy: Iterable[str],
+                 build: Callable[[str], Any]) -> None:
+        self._built = dict(built)
+        self._order = list(built) + [name for name in lazy if name not in built]
+        self._build = build
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            if name not in self._order:
+                raise KeyError(name)
+            self._built[name] = self._build(name)
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        if name not in self._order:
+            self._order.append(name)
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        self._order.remove(name)
+        self._built.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
 class CloudctlGroup(TyperGroup):
     """The root command group; it turns every failure into one line and an exit code.
 
     Doing this here rather than in `main()` makes typer's test runner see exactly what a
     user of the console script sees.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            plain_values(command)
+        plain_values(self)
+        self.commands = LazyCommands(self.commands, NOUNS, noun_group)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
@@ -130,18 +196,10 @@ def root(
 
 
 app.command("init")(init.init)
-app.add_typer(host.app, name="host")
-app.add_typer(image.app, name="image")
-app.add_typer(lease.app, name="lease")
-app.add_typer(vm.app, name="vm")
-app.add_typer(schedule.app, name="schedule")
-app.add_typer(clouds.app, name="cloud")
-app.add_typer(clouds.cost_app, name="cost")
 app.command("tick")(tick.tick)
 app.command("run")(tick.run)
-app.add_typer(init.db_app, name="db")
-app.add_typer(init.config_app, name="config")
 app.command("simulate")(simulate.simulate)
+# The noun groups follow these commands, as typer lists groups after commands: see NOUNS.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
