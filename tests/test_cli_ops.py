@@ -72,7 +72,7 @@ def test_init_is_idempotent_and_private(tmp_path: Path, monkeypatch: pytest.Monk
     first = c.json("init")
     assert first["created"]
     assert first["migrations_applied"] == ["0001-initial", "0002-vm-old-host", "0003-storage",
-                                           "0004-clouds"]
+                                           "0004-clouds", "0005-lease-list-json"]
     assert first["config_created"]
     again = c.json("init")
     assert not again["created"] and again["migrations_applied"] == []
@@ -92,7 +92,8 @@ def test_commands_before_init_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_db_status_and_migrate(cli: Cli) -> None:
     status = cli.json("db", "status")
     assert [m["name"] for m in status["applied"]] == ["0001-initial", "0002-vm-old-host",
-                                                      "0003-storage", "0004-clouds"]
+                                                      "0003-storage", "0004-clouds",
+                                                      "0005-lease-list-json"]
     assert status["pending"] == [] and status["counts"]["hosts"] == 2
     assert cli.json("db", "migrate") == {"applied": []}
     assert "applied: 0001-initial" in cli("db", "status").stdout
@@ -521,10 +522,10 @@ def test_lease_list_and_request_do_not_import_pydantic(cli: Cli) -> None:
     assert cli.json("lease", "list")[0]["nodes"] == 2
 
 
-def test_noun_groups_are_built_as_add_typer_would() -> None:
+def test_commands_built_when_named_are_those_typer_builds() -> None:
     import typer
 
-    from cloudctl.cli.app import NOUNS, noun_group
+    from cloudctl.cli.app import NOUNS, root_command, top_level
 
     def described(group: object) -> list[object]:
         out = []
@@ -536,13 +537,15 @@ def test_noun_groups_are_built_as_add_typer_would() -> None:
             out.append((re.sub(r" at 0x[0-9a-f]+", "", repr(fields)), params))
         return out
 
+    eager = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+    eager.registered_commands = list(top_level.registered_commands)
     for name, (module, attribute) in NOUNS.items():
         sub_app = getattr(__import__(f"cloudctl.cli.{module}", fromlist=["x"]), attribute)
-        scratch = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-        scratch.add_typer(sub_app, name=name)
-        scratch.command("x")(lambda: None)
-        eager = get_command(scratch).commands[name]  # type: ignore[attr-defined]
-        assert described(noun_group(name)) == described(eager), name
+        eager.add_typer(sub_app, name=name)
+    built = get_command(eager).commands  # type: ignore[attr-defined]
+    assert list(built) == list(get_command(app).commands)  # type: ignore[attr-defined]
+    for name, command in built.items():
+        assert described(root_command(name)) == described(command), name
 
 
 def test_version_fast_path_skips_typer() -> None:

@@ -7,6 +7,7 @@ body, when it runs.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import sys
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
-from typer.models import TyperInfo
+from typer.models import CommandInfo, TyperInfo
 
 from cloudctl import __version__
 from cloudctl.cli import init, simulate, tick
@@ -45,9 +46,15 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-# The noun groups (name: module, attribute), built the first time a command line or a help
-# page names one: `cloudctl lease list` does not pay for the signatures of sixty other
-# commands.
+# The root's own commands (registered as typer registers any) and its noun groups (name:
+# module, attribute); each is built the first time a command line or a help page names it:
+# `cloudctl lease list` does not pay for the signatures of sixty other commands. Typer lists
+# a group's commands before its subgroups, and so do we.
+top_level = typer.Typer()
+top_level.command("init")(init.init)
+top_level.command("tick")(tick.tick)
+top_level.command("run")(tick.run)
+top_level.command("simulate")(simulate.simulate)
 NOUNS: dict[str, tuple[str, str]] = {
     "host": ("host", "app"), "image": ("image", "app"), "lease": ("lease", "app"),
     "vm": ("vm", "app"), "schedule": ("schedule", "app"), "cloud": ("clouds", "app"),
@@ -55,17 +62,35 @@ NOUNS: dict[str, tuple[str, str]] = {
 }
 
 
+def root_command(name: str) -> Any:
+    if name in NOUNS:
+        return noun_group(name)
+    return _command(top_level.registered_commands, name)
+
+
 def noun_group(name: str) -> TyperGroup:
-    """The click group of a noun, as `app.add_typer(sub_app, name=name)` would build it."""
+    """The click group of a noun, as `app.add_typer(sub_app, name=name)` would build it; each
+    of its commands is built when first looked up."""
     module, attribute = NOUNS[name]
     sub_app = getattr(importlib.import_module(f"cloudctl.cli.{module}"), attribute)
-    info = TyperInfo(sub_app, name=name, options_metavar="[OPTIONS]", deprecated=False)
+    bare = copy.copy(sub_app)  # the group itself, its commands left for later
+    bare.registered_commands = []
+    info = TyperInfo(bare, name=name, options_metavar="[OPTIONS]", deprecated=False)
     group = typer.main.get_group_from_info(
         info, pretty_exceptions_short=app.pretty_exceptions_short,
         rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
-    for command in group.commands.values():
-        plain_values(command)
+    commands = sub_app.registered_commands
+    group.commands = LazyCommands({}, [c.name for c in commands],
+                                  lambda command: _command(commands, command))
     return plain_values(group)
+
+
+def _command(registered: Sequence[CommandInfo], name: str) -> Any:
+    """The click command of one registered command, as typer builds it."""
+    info = next(c for c in registered if c.name == name)
+    return plain_values(typer.main.get_command_from_info(
+        info, pretty_exceptions_short=app.pretty_exceptions_short,
+        rich_markup_mode=app.rich_markup_mode))
 
 
 class LazyCommands(MutableMapping[str, Any]):
@@ -110,10 +135,9 @@ class CloudctlGroup(TyperGroup):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for command in self.commands.values():
-            plain_values(command)
         plain_values(self)
-        self.commands = LazyCommands(self.commands, NOUNS, noun_group)
+        names = [c.name for c in top_level.registered_commands] + list(NOUNS)
+        self.commands = LazyCommands(self.commands, names, root_command)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
@@ -195,11 +219,7 @@ def root(
         typer.echo(ctx.get_help())
 
 
-app.command("init")(init.init)
-app.command("tick")(tick.tick)
-app.command("run")(tick.run)
-app.command("simulate")(simulate.simulate)
-# The noun groups follow these commands, as typer lists groups after commands: see NOUNS.
+# Its commands and noun groups: see `top_level` and NOUNS.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
