@@ -80,7 +80,7 @@ def noun_group(name: str) -> TyperGroup:
         info, pretty_exceptions_short=app.pretty_exceptions_short,
         rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
     commands = sub_app.registered_commands
-    group.commands = LazyCommands({}, [c.name for c in commands],
+    group.commands = LazyCommands({}, [c.name for c in commands if c.name],
                                   lambda command: _command(commands, command))
     return plain_values(group)
 
@@ -136,7 +136,7 @@ class CloudctlGroup(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         plain_values(self)
-        names = [c.name for c in top_level.registered_commands] + list(NOUNS)
+        names = [c.name for c in top_level.registered_commands if c.name] + list(NOUNS)
         self.commands = LazyCommands(self.commands, names, root_command)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
