@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudctl.config import DEFAULT_CONFIG, Settings
-from cloudctl.enact import DriverPool, Enactor, EnactReport
 from cloudctl.errors import CloudctlError, Conflict, InvalidInput, Unsatisfiable
 from cloudctl.store.db import Store
 from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, LeaseRecord, VMRecord
 
-if TYPE_CHECKING:  # the scheduler loads only for commands that schedule
+if TYPE_CHECKING:  # the scheduler and the drivers load only for commands that use them
+    from cloudctl.enact import DriverPool, Enactor, EnactReport
     from cloudctl.scheduler.config import SchedulerConfig
     from cloudctl.scheduler.core import Decision
     from cloudctl.scheduler.model import LeaseRequest, LeaseType
@@ -58,13 +58,19 @@ class RequestOutcome:
     delayed: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _empty_report() -> EnactReport:
+    from cloudctl.enact import EnactReport
+
+    return EnactReport()
+
+
 @dataclass
 class TickOutcome:
     ran: bool
     now: int
     holder: str = ""
     changed: list[LeaseRecord] = field(default_factory=list)
-    report: EnactReport = field(default_factory=EnactReport)
+    report: EnactReport = field(default_factory=_empty_report)
     next_event: int | None = None
 
 
@@ -81,7 +87,7 @@ class Cloud:
         self.settings = settings
         self.clock = clock
         self._store = store
-        self.pool = DriverPool(settings)
+        self._pool: DriverPool | None = None
 
     @property
     def store(self) -> Store:
@@ -89,8 +95,18 @@ class Cloud:
             self._store = Store(self.settings.db)
         return self._store
 
+    @property
+    def pool(self) -> DriverPool:
+        """The hypervisor drivers, opened when a command first needs one."""
+        if self._pool is None:
+            from cloudctl.enact import DriverPool
+
+            self._pool = DriverPool(self.settings)
+        return self._pool
+
     def close(self) -> None:
-        self.pool.close()
+        if self._pool is not None:
+            self._pool.close()
         if self._store is not None:
             self._store.close()
 
@@ -839,6 +855,8 @@ class Cloud:
                 changed = s.save()
                 records = [s.record(lease) for lease in changed]
                 now = s.now
+            from cloudctl.enact import Enactor
+
             enactor = Enactor(self.store, self.settings, self.pool, lambda: now)
             try:
                 return self._enact(enactor, now, records, reap)
@@ -847,7 +865,7 @@ class Cloud:
 
     def _enact(self, enactor: Enactor, now: int, records: list[LeaseRecord],
                reap: bool) -> TickOutcome:
-        report = EnactReport()
+        report = _empty_report()
         enactor.reconcile(report)
         enactor.reconcile_clouds(report, reap)
         if report.lost_hosts or report.recovered_hosts:

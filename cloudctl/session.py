@@ -58,16 +58,17 @@ class Session:
         self._next_unloaded: int | None = None
         if window is None:
             records = store.live_leases()
-            live = {r.id for r in records}
         else:
             records, self._next_unloaded = store.leases_around(*window, self.now)
-            live = store.live_lease_ids()
+        burster = None
+        if any(cloud.enabled for cloud in store.clouds()):
+            from cloudctl.clouds import burster_for
+
+            live = {r.id for r in records} if window is None else store.live_lease_ids()
+            burster = burster_for(store, live)
         if include is not None:
             records.append(include)
         self.events: list[EventRecord] = []
-        from cloudctl.clouds import burster_for
-
-        burster = burster_for(store, live)
         self.scheduler = build_scheduler(self.hosts, records, config,
                                          int(clock) if clock is not None else self.now,
                                          listener=self._moved,

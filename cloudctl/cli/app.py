@@ -20,7 +20,6 @@ from typer.core import TyperGroup
 from typer.models import CommandInfo, TyperInfo
 
 from cloudctl import __version__
-from cloudctl.cli import init, simulate, tick
 from cloudctl.cli.coercion import plain_values
 from cloudctl.errors import EXIT_CODES, CloudctlError
 
@@ -46,15 +45,14 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-# The root's own commands (registered as typer registers any) and its noun groups (name:
-# module, attribute); each is built the first time a command line or a help page names it:
+# The root's own commands and its noun groups (name: module in cloudctl.cli, attribute);
+# each is imported and built the first time a command line or a help page names it:
 # `cloudctl lease list` does not pay for the signatures of sixty other commands. Typer lists
 # a group's commands before its subgroups, and so do we.
-top_level = typer.Typer()
-top_level.command("init")(init.init)
-top_level.command("tick")(tick.tick)
-top_level.command("run")(tick.run)
-top_level.command("simulate")(simulate.simulate)
+TOP_LEVEL: dict[str, tuple[str, str]] = {
+    "init": ("init", "init"), "tick": ("tick", "tick"), "run": ("tick", "run"),
+    "simulate": ("simulate", "simulate"),
+}
 NOUNS: dict[str, tuple[str, str]] = {
     "host": ("host", "app"), "image": ("image", "app"), "lease": ("lease", "app"),
     "vm": ("vm", "app"), "schedule": ("schedule", "app"), "cloud": ("clouds", "app"),
@@ -63,16 +61,23 @@ NOUNS: dict[str, tuple[str, str]] = {
 
 
 def root_command(name: str) -> Any:
+    """The root's command or noun group `name`, as typer would build it."""
     if name in NOUNS:
         return noun_group(name)
-    return _command(top_level.registered_commands, name)
+    holder = typer.Typer()  # registers it as `app.command(name)` would
+    holder.command(name)(_load(TOP_LEVEL[name]))
+    return _command(holder.registered_commands, name)
+
+
+def _load(where: tuple[str, str]) -> Any:
+    module, attribute = where
+    return getattr(importlib.import_module(f"cloudctl.cli.{module}"), attribute)
 
 
 def noun_group(name: str) -> TyperGroup:
     """The click group of a noun, as `app.add_typer(sub_app, name=name)` would build it; each
     of its commands is built when first looked up."""
-    module, attribute = NOUNS[name]
-    sub_app = getattr(importlib.import_module(f"cloudctl.cli.{module}"), attribute)
+    sub_app = _load(NOUNS[name])
     bare = copy.copy(sub_app)  # the group itself, its commands left for later
     bare.registered_commands = []
     info = TyperInfo(bare, name=name, options_metavar="[OPTIONS]", deprecated=False)
@@ -136,8 +141,7 @@ class CloudctlGroup(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         plain_values(self)
-        names = [c.name for c in top_level.registered_commands if c.name] + list(NOUNS)
-        self.commands = LazyCommands(self.commands, names, root_command)
+        self.commands = LazyCommands(self.commands, [*TOP_LEVEL, *NOUNS], root_command)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
