@@ -186,7 +186,7 @@ def decide(store: Store, config: SchedulerConfig, now: int, act: Callable[[Sessi
     try:
         with store.write():
             current = Session(store, config, now, window=window)
-            if current.confined():
+            if current.confined():  # else a queue waits already: no use acting on a part
                 result = act(current)
             if not current.confined():
                 current = Session(store, config, now)

@@ -32,9 +32,15 @@ BUILTIN: dict[str, dict[str, str]] = {
 }
 
 
-def _registered(kind: str) -> dict[str, str]:
-    from importlib.metadata import entry_points  # slow to import; the built-ins need none
+def entry_points(group: str) -> Any:
+    """Installed packages' entry points in `group` (importlib.metadata is slow to import,
+    and the built-in policies never need it)."""
+    from importlib.metadata import entry_points as installed
 
+    return installed(group=group)
+
+
+def _registered(kind: str) -> dict[str, str]:
     found = dict(BUILTIN[kind])
     for ep in entry_points(group=f"cloudctl.policies.{kind}"):
         found.setdefault(ep.name, ep.value)
