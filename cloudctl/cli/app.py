@@ -11,7 +11,6 @@ import copy
 import importlib
 import json
 import sys
-import traceback
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Annotated, Any
 
@@ -167,6 +166,8 @@ class CloudctlGroup(TyperGroup):
             code = _report(argv, kind, message, error.exit_code)
         except Exception as error:
             if _flag(argv, "-v", "--verbose"):
+                import traceback
+
                 traceback.print_exc(file=sys.stderr)
             code = _report(argv, "internal", f"internal: {type(error).__name__}: {error}", 1)
         if standalone_mode:
