@@ -1,24 +1,23 @@
 """The `cloudctl` command: the root app, its global options and the one error handler.
 
-Kept light on purpose: `cloudctl --help` and `--version` import typer and the command
-modules' signatures only; each command imports the scheduler, drivers or simulator in its
-body, when it runs.
+Kept light on purpose: a command line imports and builds only the command it names (see
+cli/lazy.py), `--version` does not even load typer, and each command imports the scheduler,
+drivers or simulator in its body, when it runs.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
-from typer.models import CommandInfo, TyperInfo
 
 from cloudctl import __version__
+from cloudctl.cli import lazy
 from cloudctl.cli.coercion import plain_values
 from cloudctl.errors import EXIT_CODES, CloudctlError
 
@@ -62,72 +61,15 @@ NOUNS: dict[str, tuple[str, str]] = {
 def root_command(name: str) -> Any:
     """The root's command or noun group `name`, as typer would build it."""
     if name in NOUNS:
-        return noun_group(name)
+        return lazy.group(_load(NOUNS[name]), name, app)
     holder = typer.Typer()  # registers it as `app.command(name)` would
     holder.command(name)(_load(TOP_LEVEL[name]))
-    return _command(holder.registered_commands, name)
+    return lazy.command(holder.registered_commands, name, app)
 
 
 def _load(where: tuple[str, str]) -> Any:
     module, attribute = where
     return getattr(importlib.import_module(f"cloudctl.cli.{module}"), attribute)
-
-
-def noun_group(name: str) -> TyperGroup:
-    """The click group of a noun, as `app.add_typer(sub_app, name=name)` would build it; each
-    of its commands is built when first looked up."""
-    sub_app = _load(NOUNS[name])
-    bare = copy.copy(sub_app)  # the group itself, its commands left for later
-    bare.registered_commands = []
-    info = TyperInfo(bare, name=name, options_metavar="[OPTIONS]", deprecated=False)
-    group = typer.main.get_group_from_info(
-        info, pretty_exceptions_short=app.pretty_exceptions_short,
-        rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands)
-    commands = sub_app.registered_commands
-    group.commands = LazyCommands({}, [c.name for c in commands if c.name],
-                                  lambda command: _command(commands, command))
-    return plain_values(group)
-
-
-def _command(registered: Sequence[CommandInfo], name: str) -> Any:
-    """The click command of one registered command, as typer builds it."""
-    info = next(c for c in registered if c.name == name)
-    return plain_values(typer.main.get_command_from_info(
-        info, pretty_exceptions_short=app.pretty_exceptions_short,
-        rich_markup_mode=app.rich_markup_mode))
-
-
-class LazyCommands(MutableMapping[str, Any]):
-    """A group's commands by name, in order; the lazy ones are built when first looked up
-    (listing names builds nothing)."""
-
-    def __init__(self, built: MutableMapping[str, Any], lazy: Iterable[str],
-                 build: Callable[[str], Any]) -> None:
-        self._built = dict(built)
-        self._order = list(built) + [name for name in lazy if name not in built]
-        self._build = build
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self._built:
-            if name not in self._order:
-                raise KeyError(name)
-            self._built[name] = self._build(name)
-        return self._built[name]
-
-    def __setitem__(self, name: str, command: Any) -> None:
-        if name not in self._order:
-            self._order.append(name)
-        self._built[name] = command
-
-    def __delitem__(self, name: str) -> None:
-        self._order.remove(name)
-        self._built.pop(name, None)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._order)
-
-    def __len__(self) -> int:
-        return len(self._order)
 
 
 class CloudctlGroup(TyperGroup):
@@ -140,7 +82,7 @@ class CloudctlGroup(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         plain_values(self)
-        self.commands = LazyCommands(self.commands, [*TOP_LEVEL, *NOUNS], root_command)
+        self.commands = lazy.LazyCommands(self.commands, [*TOP_LEVEL, *NOUNS], root_command)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
