@@ -18,11 +18,6 @@ from cloudctl.errors import InvalidInput
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.timefmt import parse_duration
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 POLICY_KEYS = {"preemption": "preemption_policy", "host-score": "host_score_policy",
                "host-filter": "host_filter_policy", "admission": "admission_policy"}
 ENACTMENT_DEFAULTS: dict[str, Any] = {"max-attempts": 5, "retry-backoff": 30,
@@ -115,6 +110,10 @@ def default_db(env: Mapping[str, str]) -> Path:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """A TOML file's tables; any problem reading it is one line of InvalidInput."""
+    if sys.version_info >= (3, 11):  # imported here: most commands find no file to read
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from cloudctl.policies.registry import PolicySet
-from cloudctl.scheduler.burst import Burster
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Listener, Scheduler
 from cloudctl.scheduler.lease import Lease, Run
 from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseState, LeaseType
 from cloudctl.store.records import HostRecord, LeaseRecord, ReservationRecord
+
+if TYPE_CHECKING:  # bursting loads only where a cloud is configured
+    from cloudctl.scheduler.burst import Burster
 
 _PAIRS = ("suspensions", "resumptions", "migrations", "transfers")
 

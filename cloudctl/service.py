@@ -14,19 +14,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudctl.config import DEFAULT_CONFIG, Settings
-from cloudctl.enact import DriverPool, Enactor, EnactReport
 from cloudctl.errors import CloudctlError, Conflict, InvalidInput, Unsatisfiable
 from cloudctl.store.db import Store
 from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, LeaseRecord, VMRecord
 
-if TYPE_CHECKING:  # the scheduler loads only for commands that schedule
+if TYPE_CHECKING:  # the scheduler and the drivers load only for commands that use them
+    from cloudctl.enact import DriverPool, Enactor, EnactReport
+    from cloudctl.scheduler.config import SchedulerConfig
     from cloudctl.scheduler.core import Decision
     from cloudctl.scheduler.model import LeaseRequest, LeaseType
     from cloudctl.session import Session
 
+T = TypeVar("T")
 FINAL_STATES = frozenset({"done", "cancelled", "fail", "rejected"})
 # Meta key prefix of a `vm migrate` under way (one per VM name), written before it moves.
 MOVE_INTENT = "vm-migrate "
@@ -60,13 +62,19 @@ class RequestOutcome:
     delayed: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _empty_report() -> EnactReport:
+    from cloudctl.enact import EnactReport
+
+    return EnactReport()
+
+
 @dataclass
 class TickOutcome:
     ran: bool
     now: int
     holder: str = ""
     changed: list[LeaseRecord] = field(default_factory=list)
-    report: EnactReport = field(default_factory=EnactReport)
+    report: EnactReport = field(default_factory=_empty_report)
     next_event: int | None = None
 
 
@@ -83,7 +91,7 @@ class Cloud:
         self.settings = settings
         self.clock = clock
         self._store = store
-        self.pool = DriverPool(settings)
+        self._pool: DriverPool | None = None
 
     @property
     def store(self) -> Store:
@@ -91,8 +99,18 @@ class Cloud:
             self._store = Store(self.settings.db)
         return self._store
 
+    @property
+    def pool(self) -> DriverPool:
+        """The hypervisor drivers, opened when a command first needs one."""
+        if self._pool is None:
+            from cloudctl.enact import DriverPool
+
+            self._pool = DriverPool(self.settings)
+        return self._pool
+
     def close(self) -> None:
-        self.pool.close()
+        if self._pool is not None:
+            self._pool.close()
         if self._store is not None:
             self._store.close()
 
@@ -459,13 +477,24 @@ class Cloud:
     def request_lease(self, spec: LeaseSpec, dry_run: bool = False) -> RequestOutcome:
         if dry_run:
             return self._dry_run(spec)
-        with self._session() as s:
-            outcome = self._submit(s, spec)
+        outcome = self._decide(spec, self.settings.scheduler, lambda s: self._submit(s, spec))
         decision = outcome.decision
         if not decision.accepted:
             raise Unsatisfiable(f"lease {outcome.lease.id} rejected: "
                                 f"{'; '.join(decision.reasons)}")
         return outcome
+
+    def _decide(self, spec: LeaseSpec, config: SchedulerConfig, act: Callable[[Session], T],
+                save: bool = True) -> T:
+        """`act` in a session; for an AR, one that loads only the leases around its window
+        (the decision is the same: see `Session.confined`)."""
+        from cloudctl.scheduler.model import LeaseType
+        from cloudctl.session import decide
+
+        window = None
+        if spec.type is LeaseType.AR and spec.start is not None:
+            window = (spec.start, spec.start + spec.duration)
+        return decide(self.store, config, self.clock(), act, window=window, save=save)
 
     def _submit(self, s: Session, spec: LeaseSpec) -> RequestOutcome:
         """Submit the request in session `s` and settle the queue; what was decided."""
@@ -495,20 +524,21 @@ class Cloud:
         store is left exactly as it was."""
         from dataclasses import replace
 
-        from cloudctl.session import what_if
-
-        with what_if(self.store, self.settings.scheduler, self.clock()) as s:
-            outcome = self._submit(s, spec)
+        outcome = self._decide(spec, self.settings.scheduler, lambda s: self._submit(s, spec),
+                               save=False)
         if not outcome.decision.accepted:
             return outcome
-        # Expected starts with every queued lease planned (conservatively), without and
-        # then with the request.
-        expected = replace(self.settings.scheduler, backfilling=None)
-        with what_if(self.store, expected, self.clock()) as s:
+
+        def starts(s: Session) -> tuple[dict[int, int | None], dict[int, int | None]]:
             s.settle()
             before = _be_starts(s)
             self._submit(s, spec)
-            after = _be_starts(s)
+            return before, _be_starts(s)
+
+        # Expected starts with every queued lease planned (conservatively), without and
+        # then with the request.
+        expected = replace(self.settings.scheduler, backfilling=None)
+        before, after = self._decide(spec, expected, starts, save=False)
         for lease_id, old in before.items():
             new = after.get(lease_id)
             if old is not None and (new is None or new > old):
@@ -921,6 +951,8 @@ class Cloud:
                 changed = s.save()
                 records = [s.record(lease) for lease in changed]
                 now = s.now
+            from cloudctl.enact import Enactor
+
             enactor = Enactor(self.store, self.settings, self.pool, lambda: now)
             try:
                 return self._enact(enactor, now, records, reap)
@@ -929,7 +961,7 @@ class Cloud:
 
     def _enact(self, enactor: Enactor, now: int, records: list[LeaseRecord],
                reap: bool) -> TickOutcome:
-        report = EnactReport()
+        report = _empty_report()
         enactor.reconcile(report)
         enactor.reconcile_clouds(report, reap)
         if report.lost_hosts or report.recovered_hosts:

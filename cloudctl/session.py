@@ -8,9 +8,9 @@ same snapshot: no lost or duplicated lease, no host given twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from cloudctl.persist import build_scheduler, to_record
 from cloudctl.scheduler.config import SchedulerConfig
@@ -20,6 +20,7 @@ from cloudctl.store.db import Store
 from cloudctl.store.records import EventRecord, HostRecord, LeaseRecord, VMRecord
 
 S = LeaseState
+T = TypeVar("T")
 RUN_END_DONE = 4  # Run.step once its run_end phase was carried out (see Scheduler.advance)
 SUSPENDED_STATES = (S.SUSPENDING, S.SUSPENDED_PENDING, S.SUSPENDED_QUEUED,
                     S.SUSPENDED_SCHEDULED, S.MIGRATING)
@@ -43,21 +44,38 @@ class Session:
     """The scheduler as the store left it, advanced to `now`."""
 
     def __init__(self, store: Store, config: SchedulerConfig, now: int,
-                 *, include: LeaseRecord | None = None) -> None:
+                 *, include: LeaseRecord | None = None,
+                 window: tuple[int, int] | None = None) -> None:
         self.store = store
         self.hosts: list[HostRecord] = store.hosts()
         self.names = [h.name for h in self.hosts]
-        records = store.live_leases()
-        if include is not None:
-            records.append(include)
         clock = store.get_meta("clock")
         # The store's clock never goes back: a command run "earlier" acts at the last time.
         self.now = max(now, int(clock)) if clock is not None else now
         self.events: list[EventRecord] = []
         self.vm_prefix = store.get_meta("vm_prefix") or "cloudctl"  # `init --vm-prefix`
-        from cloudctl.clouds import burster_for
-
-        burster = burster_for(store, {r.id for r in records})
+        # With a window, only the leases a decision inside it can touch are loaded; the
+        # others' earliest next event is kept for `save` (see Store.leases_around).
+        self.partial = window is not None
+        self._next_unloaded: int | None = None
+        burster = None
+        clouds = any(cloud.enabled for cloud in store.clouds())
+        if clouds:
+            from cloudctl.clouds import burster_for
+        if window is None:
+            records = store.live_leases()
+            if clouds:
+                burster = burster_for(store, {r.id for r in records})
+        else:
+            if clouds:
+                burster = burster_for(store, store.live_lease_ids())
+            if burster is not None:
+                # A burst AR launches a boot time ahead, with the nodes it keeps here.
+                boot = max(p.boot_time for p in burster.providers)
+                window = (window[0] - boot, window[1])
+            records, self._next_unloaded = store.leases_around(*window, self.now)
+        if include is not None:
+            records.append(include)
         self.scheduler = build_scheduler(self.hosts, records, config,
                                          int(clock) if clock is not None else self.now,
                                          listener=self._moved,
@@ -71,6 +89,14 @@ class Session:
     def _moved(self, lease: Lease, old: LeaseState, new: LeaseState, at: int,
                reason: str) -> None:
         self.events.append(EventRecord(at, f"lease {lease.id}", old.value, new.value, reason))
+
+    def confined(self) -> bool:
+        """Whether a partial session saw all that mattered: nothing was preempted and no
+        lease waits in the queue (a preempted lease is placed again, and a queue walk looks
+        at every reservation). Always true of a whole one."""
+        scheduler = self.scheduler
+        return (not self.partial or scheduler is None
+                or (not scheduler.queue and not scheduler.preemptions))
 
     def settle(self) -> None:
         """Schedule the queue and carry out whatever that starts at once."""
@@ -98,6 +124,8 @@ class Session:
         self.store.set_meta("clock", str(self.now))
         if self.scheduler is not None:
             upcoming = self.scheduler.next_event_time()
+            if self._next_unloaded is not None:
+                upcoming = min(self._next_unloaded, upcoming or self._next_unloaded)
             self.store.set_meta("next_event", "" if upcoming is None else str(upcoming))
         for lease in changed:
             self._prints[lease.id] = _fingerprint(lease)
@@ -160,6 +188,28 @@ class Session:
             self.store.save_vm(vm)
 
 
+def decide(store: Store, config: SchedulerConfig, now: int, act: Callable[[Session], T], *,
+           window: tuple[int, int] | None = None, save: bool = True) -> T:
+    """`act` on a session in a write transaction, saved on success (unless `save` is False,
+    for a what-if) and rolled back on any error. With a `window`, the session holds only the
+    leases that matter inside it, unless `act` reached further (see `Session.confined`):
+    then it acts again on the whole state."""
+    try:
+        with store.write():
+            current = Session(store, config, now, window=window)
+            if current.confined():  # else a queue waits already: no use acting on a part
+                result = act(current)
+            if not current.confined():
+                current = Session(store, config, now)
+                result = act(current)
+            if not save:
+                raise _WhatIf(result)
+            current.save()
+    except _WhatIf as rolled_back:
+        return cast(T, rolled_back.result)
+    return result
+
+
 @contextmanager
 def session(store: Store, config: SchedulerConfig, now: int, *, save: bool = True,
             include: LeaseRecord | None = None) -> Iterator[Session]:
@@ -175,7 +225,11 @@ def session(store: Store, config: SchedulerConfig, now: int, *, save: bool = Tru
 
 
 class _WhatIf(Exception):
-    """Raised inside the transaction to roll a what-if back."""
+    """Raised inside the transaction to roll a what-if back (with what it found)."""
+
+    def __init__(self, result: Any = None) -> None:
+        super().__init__()
+        self.result = result
 
 
 @contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 from cloudctl.errors import InvalidInput
@@ -31,6 +30,14 @@ BUILTIN: dict[str, dict[str, str]] = {
     "burst": {"cheapest-fit": "cloudctl.policies.burst:CheapestFit",
               "never": "cloudctl.policies.burst:Never"},
 }
+
+
+def entry_points(group: str) -> Any:
+    """Installed packages' entry points in `group` (importlib.metadata is slow to import,
+    and the built-in policies never need it)."""
+    from importlib.metadata import entry_points as installed
+
+    return installed(group=group)
 
 
 def _registered(kind: str) -> dict[str, str]:

@@ -72,7 +72,7 @@ def test_init_is_idempotent_and_private(tmp_path: Path, monkeypatch: pytest.Monk
     first = c.json("init")
     assert first["created"]
     assert first["migrations_applied"] == ["0001-initial", "0002-vm-old-host", "0003-storage",
-                                           "0004-clouds"]
+                                           "0004-clouds", "0005-lease-list-json"]
     assert first["config_created"]
     again = c.json("init")
     assert not again["created"] and again["migrations_applied"] == []
@@ -92,7 +92,8 @@ def test_commands_before_init_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_db_status_and_migrate(cli: Cli) -> None:
     status = cli.json("db", "status")
     assert [m["name"] for m in status["applied"]] == ["0001-initial", "0002-vm-old-host",
-                                                      "0003-storage", "0004-clouds"]
+                                                      "0003-storage", "0004-clouds",
+                                                      "0005-lease-list-json"]
     assert status["pending"] == [] and status["counts"]["hosts"] == 2
     assert cli.json("db", "migrate") == {"applied": []}
     assert "applied: 0001-initial" in cli("db", "status").stdout
@@ -504,6 +505,50 @@ def test_help_and_version_do_not_import_heavy_libraries() -> None:
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip().endswith("[]"), out.stdout[-200:]
+
+
+def test_lease_list_and_request_do_not_import_pydantic(cli: Cli) -> None:
+    # typer coerces option values through pydantic; the plain values of these commands are
+    # converted without it (see cloudctl.cli.coercion), and start-up stays short.
+    code = ("import sys; from cloudctl.cli.entry import main; sys.stdout = open('/dev/null', "
+            "'w'); main(sys.argv[1:]); sys.stdout = sys.__stdout__; "
+            "print('pydantic' in sys.modules)")
+    for args in (["lease", "list", "--json"],
+                 ["lease", "request", "--type", "ar", "--start", "2026-11-24T10:00:00Z",
+                  "--duration", "1h", "--nodes", "2", "--json"]):
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                             text=True, env={**os.environ, **cli.env})
+        assert out.stdout.strip() == "False", (args, out.stderr)
+    assert cli.json("lease", "list")[0]["nodes"] == 2
+
+
+def test_commands_built_when_named_are_those_typer_builds() -> None:
+    import typer
+
+    from cloudctl.cli.app import NOUNS, TOP_LEVEL, root_command
+
+    def described(group: object) -> list[object]:
+        out = []
+        for command in [group, *getattr(group, "commands", {}).values()]:
+            fields = {k: v for k, v in vars(command).items()
+                      if k not in ("commands", "callback", "params", "get_help_option")}
+            params = [(p.name, p.opts, p.secondary_opts, p.default, p.required, p.help)
+                      for p in command.params]
+            out.append((re.sub(r" at 0x[0-9a-f]+", "", repr(fields)), params))
+        return out
+
+    def load(module: str, attribute: str) -> object:
+        return getattr(__import__(f"cloudctl.cli.{module}", fromlist=["x"]), attribute)
+
+    eager = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
+    for name, where in TOP_LEVEL.items():
+        eager.command(name)(load(*where))  # type: ignore[arg-type]
+    for name, where in NOUNS.items():
+        eager.add_typer(load(*where), name=name)  # type: ignore[arg-type]
+    built = get_command(eager).commands  # type: ignore[attr-defined]
+    assert list(built) == list(get_command(app).commands)  # type: ignore[attr-defined]
+    for name, command in built.items():
+        assert described(root_command(name)) == described(command), name
 
 
 def test_version_fast_path_skips_typer() -> None:

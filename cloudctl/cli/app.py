@@ -1,15 +1,15 @@
 """The `cloudctl` command: the root app, its global options and the one error handler.
 
-Kept light on purpose: `cloudctl --help` and `--version` import typer and the command
-modules' signatures only; each command imports the scheduler, drivers or simulator in its
-body, when it runs.
+Kept light on purpose: a command line imports and builds only the command it names (see
+cli/lazy.py), `--version` does not even load typer, and each command imports the scheduler,
+drivers or simulator in its body, when it runs.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -17,7 +17,8 @@ import typer
 from typer.core import TyperGroup
 
 from cloudctl import __version__
-from cloudctl.cli import clouds, host, image, init, lease, schedule, simulate, tick, vm
+from cloudctl.cli import lazy
+from cloudctl.cli.coercion import plain_values
 from cloudctl.errors import EXIT_CODES, CloudctlError
 
 INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
@@ -42,12 +43,46 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# The root's own commands and its noun groups (name: module in cloudctl.cli, attribute);
+# each is imported and built the first time a command line or a help page names it:
+# `cloudctl lease list` does not pay for the signatures of sixty other commands. Typer lists
+# a group's commands before its subgroups, and so do we.
+TOP_LEVEL: dict[str, tuple[str, str]] = {
+    "init": ("init", "init"), "tick": ("tick", "tick"), "run": ("tick", "run"),
+    "simulate": ("simulate", "simulate"),
+}
+NOUNS: dict[str, tuple[str, str]] = {
+    "host": ("host", "app"), "image": ("image", "app"), "lease": ("lease", "app"),
+    "vm": ("vm", "app"), "schedule": ("schedule", "app"), "cloud": ("clouds", "app"),
+    "cost": ("clouds", "cost_app"), "db": ("init", "db_app"), "config": ("init", "config_app"),
+}
+
+
+def root_command(name: str) -> Any:
+    """The root's command or noun group `name`, as typer would build it."""
+    if name in NOUNS:
+        return lazy.group(_load(NOUNS[name]), name, app)
+    holder = typer.Typer()  # registers it as `app.command(name)` would
+    holder.command(name)(_load(TOP_LEVEL[name]))
+    return lazy.command(holder.registered_commands, name, app)
+
+
+def _load(where: tuple[str, str]) -> Any:
+    module, attribute = where
+    return getattr(importlib.import_module(f"cloudctl.cli.{module}"), attribute)
+
+
 class CloudctlGroup(TyperGroup):
     """The root command group; it turns every failure into one line and an exit code.
 
     Doing this here rather than in `main()` makes typer's test runner see exactly what a
     user of the console script sees.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plain_values(self)
+        self.commands = lazy.LazyCommands(self.commands, [*TOP_LEVEL, *NOUNS], root_command)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
@@ -73,6 +108,8 @@ class CloudctlGroup(TyperGroup):
             code = _report(argv, kind, message, error.exit_code)
         except Exception as error:
             if _flag(argv, "-v", "--verbose"):
+                import traceback
+
                 traceback.print_exc(file=sys.stderr)
             code = _report(argv, "internal", f"internal: {type(error).__name__}: {error}", 1)
         if standalone_mode:
@@ -129,19 +166,7 @@ def root(
         typer.echo(ctx.get_help())
 
 
-app.command("init")(init.init)
-app.add_typer(host.app, name="host")
-app.add_typer(image.app, name="image")
-app.add_typer(lease.app, name="lease")
-app.add_typer(vm.app, name="vm")
-app.add_typer(schedule.app, name="schedule")
-app.add_typer(clouds.app, name="cloud")
-app.add_typer(clouds.cost_app, name="cost")
-app.command("tick")(tick.tick)
-app.command("run")(tick.run)
-app.add_typer(init.db_app, name="db")
-app.add_typer(init.config_app, name="config")
-app.command("simulate")(simulate.simulate)
+# Its commands and noun groups: see `top_level` and NOUNS.
 
 
 def main(argv: Sequence[str] | None = None) -> int:

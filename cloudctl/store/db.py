@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,22 @@ from cloudctl.store.records import (
 )
 
 BUSY_TIMEOUT_MS = 60_000
+
+# A lease as `cloudctl lease list --json` prints it, built by SQLite from its row (keys and
+# formats are those of the CLI's `lease_dict`, which a test keeps in step). Kept in the
+# lease's `list_json` column whenever it is saved, so that listing ten thousand leases is one
+# read of ready text; changing it needs a migration that recomputes the column.
+_ISO = "strftime('%Y-%m-%dT%H:%M:%SZ', {}, 'unixepoch')"
+LEASE_LIST_JSON = (
+    "json_object('id', id, 'name', name, 'type', type, 'state', state, "
+    f"'start', {_ISO.format('start')}, 'end', {_ISO.format('end')}, "
+    "'duration_s', duration, 'nodes', nodes, 'cpus', cpus, 'memory_mib', memory_mib, "
+    "'image', image, 'preemptible', json(CASE WHEN preemptible THEN 'true' "
+    "ELSE 'false' END), 'hosts', json(hosts), "
+    f"'submitted', {_ISO.format('submitted')}, "
+    f"'start_requested', {_ISO.format('start_req')}, 'remaining_s', remaining, "
+    "'preempted', preempted, 'reason', reason, "
+    "'burst', json(coalesce(json_extract(history, '$.burst'), 'null')))")
 
 MIGRATIONS: list[tuple[str, str]] = [
     ("0001-initial", """
@@ -184,6 +200,10 @@ CREATE INDEX instances_vm ON instances (vm, id);
 CREATE INDEX instances_cloud ON instances (cloud, launched_at);
 ALTER TABLE vms ADD COLUMN cloud TEXT;
 """),
+    ("0005-lease-list-json", f"""
+ALTER TABLE leases ADD COLUMN list_json TEXT;
+UPDATE leases SET list_json = {LEASE_LIST_JSON};
+"""),
 ]
 
 _LEASE_COLUMNS = ("id, name, type, state, submitted, start_req, duration, nodes, cpus, "
@@ -197,6 +217,10 @@ _HOST_COLUMNS = ("name, cpus, memory_mib, disk_mib, driver, uri, enabled, status
 _IMAGE_COLUMNS = "name, path, format, size_bytes, sha256, added_at, id, boot, source"
 _CLOUD_COLUMNS = ("name, type, region, endpoint, profile, budget_per_month, catalogue, options, "
                   "enabled, added_at, id")
+# Which live leases `leases_around` takes, by their reservation `r` (NULLs when none); a run
+# on a public cloud holds no host.
+_AROUND = ("(r.lease_id IS NULL OR r.step > 0 OR r.start <= :now "
+           "OR (r.start < :end AND r.end > :start) OR r.channel != '[]' OR r.hosts = '[]')")
 _INSTANCE_COLUMNS = ("cloud, lease_id, vm, client_token, instance_id, instance_type, "
                      "price_per_hour, state, launched_at, ended_at, private_ip, public_ip, "
                      "error, updated_at, id")
@@ -277,9 +301,11 @@ class Store:
             self._depth = 0
             self.db.execute("ROLLBACK")
 
-    def _execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+    def _execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+                 ) -> sqlite3.Cursor:
         try:
-            return self.db.execute(sql, tuple(params))
+            return self.db.execute(sql, params if isinstance(params, Mapping)
+                                   else tuple(params))
         except sqlite3.OperationalError as error:
             raise BackendError(f"state store {self.path}: {error}") from None
 
@@ -433,6 +459,8 @@ class Store:
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns.split(", ")[1:])
         self._execute(f"INSERT INTO leases ({columns}) VALUES ({marks}) "
                       f"ON CONFLICT (id) DO UPDATE SET {updates}", values)
+        self._execute(f"UPDATE leases SET list_json = {LEASE_LIST_JSON} WHERE id = ?",
+                      (lease.id,))
         r = lease.reservation
         if r is None:
             self._execute("DELETE FROM reservations WHERE lease_id = ?", (lease.id,))
@@ -458,31 +486,43 @@ class Store:
 
     def lease_list_json(self, *, state: str | None = None,
                         type: str | None = None) -> list[str]:
-        """Each lease as the JSON object `cloudctl lease list --json` prints, built by SQLite
-        itself: listing ten thousand leases should not cost ten thousand Python objects.
-        Keys and formats are those of the CLI's `lease_dict`, which a test keeps in step."""
+        """Each lease as the JSON object `cloudctl lease list --json` prints (see
+        LEASE_LIST_JSON): listing ten thousand leases should not cost ten thousand Python
+        objects."""
         clause, params = _where(state=state, type=type)
-        iso = "strftime('%Y-%m-%dT%H:%M:%SZ', {}, 'unixepoch')"
-        sql = (
-            "SELECT json_object('id', id, 'name', name, 'type', type, 'state', state, "
-            f"'start', {iso.format('start')}, 'end', {iso.format('end')}, "
-            "'duration_s', duration, 'nodes', nodes, 'cpus', cpus, 'memory_mib', memory_mib, "
-            "'image', image, 'preemptible', json(CASE WHEN preemptible THEN 'true' "
-            "ELSE 'false' END), 'hosts', json(hosts), "
-            f"'submitted', {iso.format('submitted')}, "
-            f"'start_requested', {iso.format('start_req')}, 'remaining_s', remaining, "
-            f"'preempted', preempted, 'reason', reason, "
-            "'burst', json(coalesce(json_extract(history, '$.burst'), 'null'))) "
-            f"FROM leases{clause} ORDER BY id")
+        sql = f"SELECT coalesce(list_json, {LEASE_LIST_JSON}) FROM leases{clause} ORDER BY id"
         return [row[0] for row in self._execute(sql, params)]
 
     def live_leases(self) -> list[LeaseRecord]:
         """Every lease not in a final state, with its reservation: what the scheduler needs."""
+        return self._live_leases("", {})
+
+    def leases_around(self, start: int, end: int, now: int
+                      ) -> tuple[list[LeaseRecord], int | None]:
+        """The live leases a decision about the window [start, end) taken at `now` can touch,
+        and the earliest start among the others.
+
+        Taken: leases with no reservation (queued, suspended), reservations overlapping the
+        window, begun by `now` or with a phase already carried out, holding the suspend/resume
+        channel, or on a public cloud (the burst ledger counts them). Every other reservation
+        lies wholly before or after the window and has not begun, so its next event is its
+        start."""
+        window = {"start": start, "end": end, "now": now}
+        leases = self._live_leases(f" AND {_AROUND}", window)
+        row = self._execute("SELECT min(r.start) FROM leases l JOIN reservations r "
+                            f"ON r.lease_id = l.id WHERE l.final = 0 AND NOT {_AROUND}",
+                            window).fetchone()
+        return leases, row[0]
+
+    def live_lease_ids(self) -> set[int]:
+        return {row[0] for row in self._execute("SELECT id FROM leases WHERE final = 0")}
+
+    def _live_leases(self, clause: str, params: dict[str, Any]) -> list[LeaseRecord]:
         columns = ", ".join(f"l.{c}" for c in _LEASE_COLUMNS.split(", "))
         rows = self._execute(
             f"SELECT {columns}, r.hosts, r.start, r.migrated, r.run_start, r.run_end, r.end, "
             "r.post, r.step, r.channel FROM leases l LEFT JOIN reservations r "
-            "ON r.lease_id = l.id WHERE l.final = 0 ORDER BY l.id")
+            f"ON r.lease_id = l.id WHERE l.final = 0{clause} ORDER BY l.id", params)
         leases = []
         width = len(_LEASE_COLUMNS.split(", "))
         for row in rows:
