@@ -267,14 +267,20 @@ def test_an_ar_keeps_at_home_the_nodes_it_need_not_preempt_for() -> None:
     assert timeline(s.leases[2]) == {"state": "done", "runs": [(500, 780, (1,))], "done": 800}
 
 
-def test_a_partly_burst_lease_is_never_preempted() -> None:
-    # Lease 2 (BE, 2 nodes) waited too long: one node runs on host-1 (free), one bursts.
+def split_after_waiting() -> Scheduler:
+    """host-0 busy for 5000 s; lease 2 (BE, 2 nodes, 3000 s) has waited its 100 s at 100:
+    one node runs on host-1, the other bursts."""
     s = cloud(2, provider(partial=True, max_wait=100), backfilling="off")
     s.submit(im(1, 0, 5000), 0)
     s.submit(be(2, 0, 3000, nodes=2), 0)
     s.schedule(0)
     s.advance(100)
-    s.schedule(100)  # lease 2 has waited its 100 s
+    s.schedule(100)
+    return s
+
+
+def test_a_partly_burst_lease_is_never_preempted() -> None:
+    s = split_after_waiting()
     s.advance(200)
     assert s.leases[2].burst is not None and s.leases[2].run.hosts == (1,)  # type: ignore[union-attr]
     decision = s.submit(ar(3, 200, 1000, 500), 200)  # would need host-1
@@ -284,12 +290,7 @@ def test_a_partly_burst_lease_is_never_preempted() -> None:
 
 
 def test_a_failed_partial_burst_gives_its_local_node_back() -> None:
-    s = cloud(2, provider(partial=True, max_wait=100), backfilling="off")
-    s.submit(im(1, 0, 5000), 0)
-    s.submit(be(2, 0, 3000, nodes=2), 0)
-    s.schedule(0)
-    s.advance(100)
-    s.schedule(100)
+    s = split_after_waiting()
     s.advance(150)
     assert s.leases[2].state is LeaseState.PREPARING
     ledger = s.burster.ledger  # type: ignore[union-attr]
@@ -302,12 +303,7 @@ def test_a_failed_partial_burst_gives_its_local_node_back() -> None:
 
 
 def test_losing_the_host_of_a_partly_burst_lease_lets_its_instances_go() -> None:
-    s = cloud(2, provider(partial=True, max_wait=100), backfilling="off")
-    s.submit(im(1, 0, 5000), 0)
-    s.submit(be(2, 0, 3000, nodes=2), 0)
-    s.schedule(0)
-    s.advance(100)
-    s.schedule(100)
+    s = split_after_waiting()
     s.advance(1000)
     assert s.leases[2].state is LeaseState.ACTIVE
     s.evict(2, 1000, "host-1 lost")
