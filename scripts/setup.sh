@@ -8,6 +8,13 @@ PY=${PYTHON:-python3}
 need_apt=()
 command -v "$PY" >/dev/null 2>&1 || need_apt+=(python3)
 if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
+# Python's C headers: libvirt-python and the scheduler's mypyc build (setup.py) compile against
+# them. Without them (or gcc) the scheduler installs as pure Python, about half as fast.
+if ! "$PY" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+        >/dev/null 2>&1; then
+    need_apt+=(python3-dev)
+fi
 # libvirt-python has no wheels: it compiles against libvirt's headers. libvirt0 ships the
 # RelaxNG schemas (/usr/share/libvirt/schemas) the tests validate domain XML against;
 # qemu-img (qemu-utils) makes VM disks; openssh-server (sshd, ssh-keygen) and iproute2

@@ -86,7 +86,7 @@ class SchedulerConfig:
     def with_options(self, **options: Any) -> SchedulerConfig:
         """A copy with the given options; None values leave a field as it is."""
         known = {f.name for f in fields(self)}
-        changes = {}
+        changes: dict[str, Any] = {}
         for key, value in options.items():
             name = key.replace("-", "_")
             if name not in known:

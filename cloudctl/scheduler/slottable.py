@@ -98,6 +98,21 @@ _counted = attrgetter("counted")
 _booking_of = itemgetter(2)
 
 
+class NowFits:
+    """One need's fits now (see `SlotTable._now_entry`), up to date as of `seen` changes."""
+
+    __slots__ = ("fits", "simple_of", "total", "simple", "seen", "groups")
+
+    def __init__(self, fits: dict[int, int], simple_of: dict[int, tuple[int, int]], total: int,
+                 simple: int, seen: int, groups: dict[tuple[int, int], set[int]]) -> None:
+        self.fits = fits
+        self.simple_of = simple_of
+        self.total = total
+        self.simple = simple
+        self.seen = seen
+        self.groups = groups
+
+
 class SlotTable:
     def __init__(self, hosts: Iterable[HostSpec], now: int = 0) -> None:
         self.hosts: list[HostSpec] = list(hosts)
@@ -125,7 +140,7 @@ class SlotTable:
         # simple total, position in `_now_log`]. Kept across changes: `_now_log` lists the hosts
         # whose usage now, enabled flag or future bookings changed, and a lookup re-counts
         # only those (a change touches a few hosts; a queue walk asks after every change).
-        self._now_fits: dict[Capacity, list] = {}  # type: ignore[type-arg]
+        self._now_fits: dict[Capacity, NowFits] = {}
         self._now_log: list[int] = []
         self._future_fits_cache: dict[Capacity, tuple[int, int, list[int], list[int]]] = {}
         # Capacity given back from now on (a booking removed or cut short, a host enabled):
@@ -571,22 +586,22 @@ class SlotTable:
         bookings). Kept up to date by re-counting only the hosts changed since the last
         lookup: a queue walk asks it for many leases, between changes to a few hosts."""
         got = self._now_entry(need)
-        return got[0], got[2], got[3]
+        return got.fits, got.total, got.simple
 
-    def _now_entry(self, need: Capacity) -> list:  # type: ignore[type-arg]
+    def _now_entry(self, need: Capacity) -> NowFits:
         """The `_now_fits` entry of `need`, brought up to date. Besides the fits it groups the
         hosts without future bookings by (vnodes that fit, bookings held): the hosts of a group
         are alike now but for their index."""
         log = self._now_log
         got = self._now_fits.get(need)
-        if got is not None and got[4] == len(log):
+        if got is not None and got.seen == len(log):
             return got
         cap = self.cap
         used = self._used_now
         nfuture = self._nfuture
         by_host = self.by_host
         free_now = self._free_now
-        if got is None or len(log) - got[4] > len(free_now):
+        if got is None or len(log) - got.seen > len(free_now):
             fits: dict[int, int] = {}
             simple_of: dict[int, tuple[int, int]] = {}
             groups: dict[tuple[int, int], set[int]] = {}
@@ -611,10 +626,14 @@ class SlotTable:
                 self._now_fits.clear()
             if len(self._now_fits) >= 64:
                 self._now_fits.clear()
-            got = self._now_fits[need] = [fits, simple_of, total, simple, len(log), groups]
+            got = self._now_fits[need] = NowFits(fits, simple_of, total, simple, len(log), groups)
             return got
-        fits, simple_of, total, simple, seen, groups = got
-        for h in set(log[seen:]):
+        fits = got.fits
+        simple_of = got.simple_of
+        total = got.total
+        simple = got.simple
+        groups = got.groups
+        for h in set(log[got.seen:]):
             old = fits.pop(h, 0)
             if old:
                 total -= old
@@ -636,9 +655,9 @@ class SlotTable:
                             groups[sig] = {h}
                         else:
                             members.add(h)
-        got[2] = total
-        got[3] = simple
-        got[4] = len(log)
+        got.total = total
+        got.simple = simple
+        got.seen = len(log)
         return got
 
     def _future_fits(self, need: Capacity, end: int) -> int:
@@ -930,9 +949,9 @@ class SlotTable:
         append = out.append
         if group and allowed is None and ignore is None:
             entry = self._now_fits.get(need)
-            if entry is not None and entry[4] == len(self._now_log):
+            if entry is not None and entry.seen == len(self._now_log):
                 self._collect_grouped(t, duration, need, contrib, exact, released, n_released,
-                                      entry[5], append)
+                                      entry.groups, append)
                 return out
         by_host = self.by_host
         enabled = self.enabled
