@@ -99,18 +99,42 @@ _booking_of = itemgetter(2)
 
 
 class NowFits:
-    """One need's fits now (see `SlotTable._now_entry`), up to date as of `seen` changes."""
+    """One need's fits now (see `SlotTable._now_entry`), up to date as of `seen` changes:
+    vnodes per host where some fit, their total, and the hosts without future bookings
+    grouped by (vnodes that fit, bookings held) with their total."""
 
     __slots__ = ("fits", "simple_of", "total", "simple", "seen", "groups")
 
-    def __init__(self, fits: dict[int, int], simple_of: dict[int, tuple[int, int]], total: int,
-                 simple: int, seen: int, groups: dict[tuple[int, int], set[int]]) -> None:
-        self.fits = fits
-        self.simple_of = simple_of
-        self.total = total
-        self.simple = simple
-        self.seen = seen
-        self.groups = groups
+    def __init__(self) -> None:
+        self.fits: dict[int, int] = {}
+        self.simple_of: dict[int, tuple[int, int]] = {}
+        self.groups: dict[tuple[int, int], set[int]] = {}
+        self.total = 0
+        self.simple = 0
+        self.seen = 0
+
+    def add(self, h: int, fits: int, alike: tuple[int, int] | None) -> None:
+        """Host `h` fits `fits` vnodes now; `alike` is its group (None: it holds future
+        bookings)."""
+        self.fits[h] = fits
+        self.total += fits
+        if alike is not None:
+            self.simple += fits
+            self.simple_of[h] = alike
+            members = self.groups.get(alike)
+            if members is None:
+                self.groups[alike] = {h}
+            else:
+                members.add(h)
+
+    def drop(self, h: int) -> None:
+        old = self.fits.pop(h, 0)
+        if old:
+            self.total -= old
+            alike = self.simple_of.pop(h, None)
+            if alike is not None:
+                self.simple -= old
+                self.groups[alike].discard(h)
 
 
 class SlotTable:
@@ -596,69 +620,30 @@ class SlotTable:
         got = self._now_fits.get(need)
         if got is not None and got.seen == len(log):
             return got
-        cap = self.cap
-        used = self._used_now
-        nfuture = self._nfuture
-        by_host = self.by_host
         free_now = self._free_now
         if got is None or len(log) - got.seen > len(free_now):
-            fits: dict[int, int] = {}
-            simple_of: dict[int, tuple[int, int]] = {}
-            groups: dict[tuple[int, int], set[int]] = {}
-            total = simple = 0
-            for h in free_now:
-                c = cap[h]
-                u = used[h]
-                f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
-                if f > 0:
-                    fits[h] = f
-                    total += f
-                    if not nfuture[h]:
-                        simple += f
-                        sig = simple_of[h] = (f, len(by_host[h]))
-                        members = groups.get(sig)
-                        if members is None:
-                            groups[sig] = {h}
-                        else:
-                            members.add(h)
             if len(log) > 4096:  # every entry starts over from here
                 log.clear()
                 self._now_fits.clear()
             if len(self._now_fits) >= 64:
                 self._now_fits.clear()
-            got = self._now_fits[need] = NowFits(fits, simple_of, total, simple, len(log), groups)
-            return got
-        fits = got.fits
-        simple_of = got.simple_of
-        total = got.total
-        simple = got.simple
-        groups = got.groups
-        for h in set(log[got.seen:]):
-            old = fits.pop(h, 0)
-            if old:
-                total -= old
-                if h in simple_of:
-                    simple -= old
-                    groups[simple_of.pop(h)].discard(h)
-            if h in free_now:
-                c = cap[h]
-                u = used[h]
-                f = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
-                if f > 0:
-                    fits[h] = f
-                    total += f
-                    if not nfuture[h]:
-                        simple += f
-                        sig = simple_of[h] = (f, len(by_host[h]))
-                        members = groups.get(sig)
-                        if members is None:
-                            groups[sig] = {h}
-                        else:
-                            members.add(h)
-        got.total = total
-        got.simple = simple
+            got = self._now_fits[need] = NowFits()
+            for h in free_now:
+                self._recount_now(got, h, need)
+        else:
+            for h in set(log[got.seen:]):
+                got.drop(h)
+                if h in free_now:
+                    self._recount_now(got, h, need)
         got.seen = len(log)
         return got
+
+    def _recount_now(self, entry: NowFits, h: int, need: Capacity) -> None:
+        c = self.cap[h]
+        u = self._used_now[h]
+        fits = vnodes_fitting(c[0] - u[0], c[1] - u[1], c[2] - u[2], need)
+        if fits > 0:
+            entry.add(h, fits, None if self._nfuture[h] else (fits, len(self.by_host[h])))
 
     def _future_fits(self, need: Capacity, end: int) -> int:
         """Vnodes of `need` that fit throughout [now, end) on the enabled hosts holding
