@@ -507,15 +507,21 @@ def test_help_and_version_do_not_import_heavy_libraries() -> None:
     assert out.stdout.strip().endswith("[]"), out.stdout[-200:]
 
 
-def test_lease_list_and_request_do_not_import_pydantic(cli: Cli) -> None:
-    # typer coerces option values through pydantic; the plain values of these commands are
-    # converted without it (see cloudctl.cli.coercion), and start-up stays short.
+def test_lease_list_request_and_simulate_do_not_import_pydantic(cli: Cli,
+                                                                 tmp_path: Path) -> None:
+    # typer coerces option values through pydantic; the plain values of these commands
+    # (text, numbers in bounds, flags, paths, choices, defaults) are converted without it
+    # (see cloudctl.cli.coercion), and start-up stays short.
     code = ("import sys; from cloudctl.cli.entry import main; sys.stdout = open('/dev/null', "
             "'w'); main(sys.argv[1:]); sys.stdout = sys.__stdout__; "
             "print('pydantic' in sys.modules)")
+    trace = tmp_path / "one.swf"
+    trace.write_text("1 0 0 10 1 -1 -1 1 10 -1 1 1 1 1 1 1 -1 -1\n")
     for args in (["lease", "list", "--json"],
                  ["lease", "request", "--type", "ar", "--start", "2026-11-24T10:00:00Z",
-                  "--duration", "1h", "--nodes", "2", "--json"]):
+                  "--duration", "1h", "--nodes", "2", "--json"],
+                 ["simulate", str(trace), "--nodes", "1", "--suspension", "none",
+                  "--bandwidth", "50", "--json"]):
         out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
                              text=True, env={**os.environ, **cli.env})
         assert out.stdout.strip() == "False", (args, out.stderr)
