@@ -48,8 +48,7 @@ class CheapestFit:
             return Status.unschedulable(
                 f"instance-limit: {p} runs {running} of {limit} instances, the lease needs "
                 f"{nodes}", self.name)
-        length = lease.duration if trigger == "ar" else lease.remaining
-        launch, run_start, end = provider.timing(trigger, start, now, length)
+        launch, run_start, end = provider.timing(trigger, start, now, lease)
         cost = provider.cost(kind, nodes, end - launch)
         budget = provider.budget_per_month
         if budget is not None:

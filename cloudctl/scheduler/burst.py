@@ -69,11 +69,14 @@ class Provider:
             return None
         return min(fitting, key=lambda t: (t.price_per_hour, t.vcpus, t.memory_mib, t.name))
 
-    def timing(self, trigger: str, start: int, now: int, length: int) -> tuple[int, int, int]:
-        """(launch, running, end) of instances that run `length` seconds from `start`: an
-        AR runs in its own window, launched a boot time ahead; any other lease runs as soon
-        as its instances have booted."""
-        run_start = start if trigger == "ar" else max(start, now + self.boot_time)
+    def timing(self, trigger: str, start: int, now: int, lease: Any) -> tuple[int, int, int]:
+        """(launch, running, end) of instances for `lease` from `start`: an AR runs its whole
+        window, launched a boot time ahead; any other lease runs what it has left as soon as
+        its instances have booted."""
+        if trigger == "ar":
+            run_start, length = start, lease.duration
+        else:
+            run_start, length = max(start, now + self.boot_time), lease.remaining
         return max(now, run_start - self.boot_time), run_start, run_start + length
 
     def ami_for(self, image: str | None) -> str | None:

@@ -1063,8 +1063,7 @@ class Scheduler:
             return False
 
         def local(provider: Provider) -> tuple[int, ...]:
-            launch, _, end = provider.timing(trigger, start, now, self._burst_length(lease,
-                                                                                     trigger))
+            launch, _, end = provider.timing(trigger, start, now, lease)
             # held until the slowest shutdown the nodes kept here could need
             end = self._burst_run(lease, trigger, launch, end, lease.nodes - 1)[1]
             found = self.table.candidates_at(launch, end, lease.need, allowed)
@@ -1093,10 +1092,6 @@ class Scheduler:
                    f"burst to {plan.provider}: {where} at ${plan.price_per_hour}/h, "
                    f"~${plan.cost:.2f} ({why})")
         return True
-
-    @staticmethod
-    def _burst_length(lease: Lease, trigger: str) -> int:
-        return lease.duration if trigger == "ar" else lease.remaining
 
     def _burst_run(self, lease: Lease, trigger: str, launch: int, end: int,
                    home: int) -> tuple[int, int]:
