@@ -15,6 +15,7 @@ import re
 import secrets
 import shlex
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,10 +29,12 @@ DEFAULT_IMAGE_DIR = "/var/lib/cloudctl/images"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 # Option names as `host add --option` and config tables give them; `-` and `_` both work.
 TARGET_OPTIONS = frozenset({"key_file", "known_hosts", "image_dir", "accept_new_host_keys",
-                            "connect_timeout"})
+                            "connect_timeout", "io_timeout"})
 _TARGET = re.compile(r"^(?:ssh://)?(?P<user>[A-Za-z0-9_.][A-Za-z0-9_.-]*)@"
                      r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]+))?/?$")
 CHUNK = 256 * 1024
+# What paramiko says when a server takes the TCP connection but never speaks SSH.
+_SILENT = re.compile(r"protocol banner|No existing session")
 
 Progress = Callable[[int, int], None]  # (bytes sent so far, total bytes)
 
@@ -62,12 +65,13 @@ class SSHTarget:
     known_hosts: str = DEFAULT_KNOWN_HOSTS
     image_dir: str = DEFAULT_IMAGE_DIR
     accept_new_host_keys: bool = False
-    connect_timeout: float = 10.0
+    connect_timeout: float = 10.0  # TCP connect, SSH banner, authentication, opening a channel
+    io_timeout: float = 120.0      # the longest silence of the host mid-transfer
 
     @classmethod
     def parse(cls, text: str, options: Mapping[str, object] | None = None) -> SSHTarget:
         """`USER@HOST[:PORT]` (also `ssh://...`, `[IPv6]`), plus options: key_file, known_hosts,
-        image_dir, accept_new_host_keys, connect_timeout."""
+        image_dir, accept_new_host_keys, connect_timeout, io_timeout (seconds)."""
         match = _TARGET.match(text.strip()) if isinstance(text, str) else None
         if match is None:
             raise InvalidInput(f"invalid SSH target {text!r}: expected USER@HOST[:PORT]")
@@ -83,13 +87,6 @@ class SSHTarget:
         if not image_dir.startswith("/"):
             raise InvalidInput(f"SSH target {text}: image_dir must be an absolute path, "
                                f"not {image_dir!r}")
-        try:
-            timeout = float(opts.get("connect_timeout", 10.0))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise InvalidInput(f"SSH target {text}: connect_timeout must be a number of "
-                               f"seconds") from None
-        if timeout <= 0:
-            raise InvalidInput(f"SSH target {text}: connect_timeout must be positive")
         key_file = opts.get("key_file")
         return cls(user=match["user"], host=match["host"].strip("[]"), port=port,
                    key_file=None if key_file is None else str(key_file),
@@ -97,7 +94,8 @@ class SSHTarget:
                    image_dir=image_dir.rstrip("/") or "/",
                    accept_new_host_keys=parse_bool(opts.get("accept_new_host_keys", False),
                                                    "accept_new_host_keys"),
-                   connect_timeout=timeout)
+                   connect_timeout=_seconds(opts, "connect_timeout", 10.0, text),
+                   io_timeout=_seconds(opts, "io_timeout", 120.0, text))
 
     @property
     def address(self) -> str:
@@ -111,6 +109,17 @@ class SSHTarget:
 
     def __str__(self) -> str:
         return self.address
+
+
+def _seconds(opts: Mapping[str, object], option: str, default: float, target: str) -> float:
+    try:
+        value = float(opts.get(option, default))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidInput(f"SSH target {target}: {option} must be a number of "
+                           f"seconds") from None
+    if not value > 0:
+        raise InvalidInput(f"SSH target {target}: {option} must be positive")
+    return value
 
 
 @dataclass(frozen=True)
@@ -184,7 +193,8 @@ class SSHConnection:
                            allow_agent=target.key_file is None,
                            timeout=target.connect_timeout,
                            banner_timeout=target.connect_timeout,
-                           auth_timeout=target.connect_timeout)
+                           auth_timeout=target.connect_timeout,
+                           channel_timeout=target.connect_timeout)
         except paramiko.BadHostKeyException:
             client.close()
             raise BackendError(f"ssh {target}: host key for {target.known_hosts_name} does "
@@ -202,6 +212,9 @@ class SSHConnection:
                     f"ssh {target}: unknown host key for {target.known_hosts_name}: not in "
                     f"{known_hosts} (add it, e.g. with ssh-keyscan, or set "
                     f"accept_new_host_keys=true)") from None
+            if isinstance(error, paramiko.SSHException) and _SILENT.search(str(error)):
+                raise BackendError(f"ssh {target}: cannot connect: no SSH answer within "
+                                   f"{target.connect_timeout:g} s") from None
             raise BackendError(f"ssh {target}: {_reason(error)}") from None
         except (OSError, EOFError) as error:
             client.close()
@@ -212,12 +225,65 @@ class SSHConnection:
         self.connect_seconds = time.perf_counter() - started
         self._client = client
 
-    def _sftp_client(self) -> Any:
-        if self._sftp is None:
+    def _channel(self, action: str) -> Any:
+        """A new session channel whose reads and writes give up after `io_timeout` of silence.
+        A host that does not answer the channel's opening within `connect_timeout` (a wedged
+        connection: paramiko alone would wait an hour) gets one fresh connection; nothing was
+        sent on the channel yet, so trying again is safe. A host that refuses the channel is
+        not asked twice."""
+        paramiko = _paramiko()
+        for attempt in (1, 2):
             self.connect()
             try:
-                self._sftp = self._client.open_sftp()
+                channel = self._client.get_transport().open_session(
+                    timeout=self.target.connect_timeout)
+                channel.settimeout(self.target.io_timeout)
+                return channel
+            except paramiko.ChannelException as error:
+                raise BackendError(f"ssh {self.target}: {action}: refused: "
+                                   f"{_reason(error)}") from None
+            except Exception as error:  # SSHException (timeout), EOFError, OSError
+                self.close()
+                if attempt == 2:
+                    raise BackendError(f"ssh {self.target}: {action}: "
+                                       f"{_reason(error)}") from None
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _answered_within(self, seconds: float, action: str) -> Iterator[None]:
+        """paramiko waits for the answer to a channel request (exec, subsystem) without a
+        limit; a host silent for `seconds` has its connection closed, which ends the wait."""
+        transport, silent = self._client.get_transport(), threading.Event()
+
+        def give_up() -> None:
+            silent.set()
+            transport.close()
+
+        watchdog = threading.Timer(seconds, give_up)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            yield
+        except Exception:
+            if silent.is_set():
+                raise BackendError(f"ssh {self.target}: {action}: no answer within "
+                                   f"{seconds:g} s") from None
+            raise
+        finally:
+            watchdog.cancel()
+
+    def _sftp_client(self) -> Any:
+        if self._sftp is None:
+            channel = self._channel("cannot open SFTP")
+            try:
+                with self._answered_within(self.target.connect_timeout, "cannot open SFTP"):
+                    channel.invoke_subsystem("sftp")
+                self._sftp = _paramiko().SFTPClient(channel)
+            except CloudctlError:
+                channel.close()
+                raise
             except Exception as error:  # paramiko raises SSHException or OSError here
+                channel.close()
                 raise BackendError(f"ssh {self.target}: cannot open SFTP: "
                                    f"{_reason(error)}") from None
         return self._sftp
@@ -243,13 +309,17 @@ class SSHConnection:
     # -- commands -----------------------------------------------------------------------------
 
     def exec(self, cmd: str, timeout: float | None = 300.0) -> ExecResult:
-        """Run `cmd` in the remote shell; a non-zero exit status is returned, not raised."""
-        self.connect()
-        with self._errors(f"exec {cmd!r}"):
-            _, stdout, stderr = self._client.exec_command(cmd, timeout=timeout)
+        """Run `cmd` in the remote shell; a non-zero exit status is returned, not raised.
+        `timeout` bounds the wait for its output (None: `io_timeout`)."""
+        channel = self._channel(f"exec {cmd!r}")
+        with self._errors(f"exec {cmd!r}"), channel:
+            channel.settimeout(self.target.io_timeout if timeout is None else timeout)
+            with self._answered_within(self.target.connect_timeout, f"exec {cmd!r}"):
+                channel.exec_command(cmd)
+            stdout, stderr = channel.makefile("rb"), channel.makefile_stderr("rb")
             out = stdout.read().decode(errors="replace")
             err = stderr.read().decode(errors="replace")
-            status = stdout.channel.recv_exit_status()
+            status = channel.recv_exit_status()
         return ExecResult(status, out, err)
 
     def check_output(self, cmd: str, timeout: float | None = 300.0) -> str:

@@ -44,6 +44,23 @@ class SSHTestHost:
     known_hosts: str
     image_dir: str
     namespace: str | None = None
+    pid: int = 0           # the listening sshd's
+
+    def sessions(self) -> set[int]:
+        """The pids of the sshd processes serving this host's open connections."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        found, todo = set(), list(children.get(self.pid, []))
+        while todo:
+            pid = todo.pop()
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+        return found
 
     def options(self, **extra: object) -> dict[str, object]:
         return {"key_file": self.key_file, "known_hosts": self.known_hosts,
@@ -219,7 +236,7 @@ def _start_hosts(net: SSHNetwork, base: Path, client_key: Path,
                                          port=port, key_file=str(client_key),
                                          known_hosts=str(known_hosts),
                                          image_dir=str(host_dir / "images"),
-                                         namespace=namespace))
+                                         namespace=namespace, pid=proc.pid))
         known_hosts.write_text("".join(lines))
     except BaseException:
         stop_network(net)
@@ -261,8 +278,11 @@ def ssh_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHNetwork
 
 @pytest.fixture
 def ssh_hosts(ssh_network: SSHNetwork) -> list[SSHTestHost]:
-    """The session's SSH hosts, each with its image directory emptied for this test."""
+    """The session's SSH hosts, with what earlier tests left there (images, VM disks, memory
+    images) removed: each test starts on empty hosts, even after one failed halfway."""
     for host in ssh_network.hosts:
-        shutil.rmtree(host.image_dir, ignore_errors=True)
+        root = Path(host.image_dir).parent
+        for work in (host.image_dir, root / "disks", root / "saves"):
+            shutil.rmtree(work, ignore_errors=True)
         Path(host.image_dir).mkdir(parents=True)
     return list(ssh_network.hosts)

@@ -29,9 +29,6 @@ def host_dirs(host: SSHTestHost) -> tuple[Path, Path]:
 @pytest.fixture
 def migrating_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                   ssh_hosts: list[SSHTestHost]) -> Cli:
-    for host in ssh_hosts:  # the previous test's files
-        for path in host_dirs(host):
-            subprocess.run(["rm", "-rf", str(path)], check=True)
     c = Cli(tmp_path, monkeypatch)
     (tmp_path / "config.toml").write_text('[scheduler]\nmigration = "yes"\n'
                                           '[enactment]\nretry-backoff = "1m"\n')

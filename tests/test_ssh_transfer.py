@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,52 @@ def test_connection_failures_are_one_line(ssh_hosts: list[SSHTestHost], tmp_path
     with pytest.raises(BackendError, match="cannot connect") as error:
         SSHConnection(closed).connect()
     assert "\n" not in str(error.value)
+
+
+@pytest.fixture
+def stopped(ssh_hosts: list[SSHTestHost]) -> Iterator[list[int]]:
+    """Pids a test stops with SIGSTOP; afterwards killed (connections) or continued (the
+    listener), so the host serves the next test."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL if pid != ssh_hosts[0].pid else signal.SIGCONT)
+
+
+def test_a_wedged_connection_is_replaced_not_waited_on(ssh_hosts: list[SSHTestHost],
+                                                       stopped: list[int]) -> None:
+    host = ssh_hosts[0]
+    before = host.sessions()
+    with connection(host, connect_timeout=1) as conn:
+        assert conn.check_output("echo one").strip() == "one"
+        wedged = host.sessions() - before
+        assert wedged
+        for pid in wedged:  # the server side of this connection stops answering
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        started = time.monotonic()
+        # paramiko alone waits an hour for the channel; this gives up after connect_timeout
+        # and carries on over a new connection.
+        assert conn.check_output("echo two").strip() == "two"
+        assert time.monotonic() - started < 5
+        assert conn.listdir(host.image_dir) == []
+
+
+def test_a_silent_host_fails_in_bounded_time_in_one_line(ssh_hosts: list[SSHTestHost],
+                                                         stopped: list[int]) -> None:
+    host = ssh_hosts[0]
+    with connection(host, connect_timeout=1) as conn:
+        conn.connect()
+        for pid in [host.pid, *host.sessions()]:  # it takes connections, answers nothing
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        started = time.monotonic()
+        with pytest.raises(BackendError) as error:
+            conn.listdir(host.image_dir)
+        assert time.monotonic() - started < 5
+    message = str(error.value)
+    assert message.startswith(f"ssh {host.target}") and "\n" not in message, message
+    assert message.endswith("cannot connect: no SSH answer within 1 s"), message
 
 
 def _closed_port() -> int:
