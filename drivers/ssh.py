@@ -223,6 +223,10 @@ class SSHConnection:
             client.close()
             raise
         self.connect_seconds = time.perf_counter() - started
+        try:  # many small requests, each waiting for its answer: Nagle would hold each ~40 ms
+            client.get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass  # not a TCP socket
         self._client = client
 
     def _channel(self, action: str) -> Any:
