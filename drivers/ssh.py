@@ -193,8 +193,7 @@ class SSHConnection:
                            allow_agent=target.key_file is None,
                            timeout=target.connect_timeout,
                            banner_timeout=target.connect_timeout,
-                           auth_timeout=target.connect_timeout,
-                           channel_timeout=target.connect_timeout)
+                           auth_timeout=target.connect_timeout)
         except paramiko.BadHostKeyException:
             client.close()
             raise BackendError(f"ssh {target}: host key for {target.known_hosts_name} does "
@@ -283,11 +282,10 @@ class SSHConnection:
                 with self._answered_within(self.target.connect_timeout, "cannot open SFTP"):
                     channel.invoke_subsystem("sftp")
                 self._sftp = _paramiko().SFTPClient(channel)
-            except CloudctlError:
-                channel.close()
-                raise
             except Exception as error:  # paramiko raises SSHException or OSError here
                 channel.close()
+                if isinstance(error, CloudctlError):
+                    raise
                 raise BackendError(f"ssh {self.target}: cannot open SFTP: "
                                    f"{_reason(error)}") from None
         return self._sftp
