@@ -98,6 +98,18 @@ _counted = attrgetter("counted")
 _booking_of = itemgetter(2)
 
 
+def _append_alike(alike: dict[tuple[int, int, int], list[int]],
+                  append: Callable[[Candidate], None]) -> None:
+    """One candidate per group of hosts alike now but for their index, keyed by (vnodes that
+    fit, bookings overlapping, free since); the group's hosts go with it in host order."""
+    for (f, overlapping, since), hosts in alike.items():
+        if len(hosts) > 1:
+            hosts.sort()
+            append(Candidate(hosts[0], f, overlapping, INFINITY, True, since, hosts))
+        else:
+            append(Candidate(hosts[0], f, overlapping, INFINITY, True, since))
+
+
 class NowFits:
     """One need's fits now (see `SlotTable._now_entry`), up to date as of `seen` changes:
     vnodes per host where some fit, their total, and the hosts without future bookings
@@ -917,12 +929,7 @@ class SlotTable:
                 append(Candidate(hosts[0], f, overlapping, INFINITY, True, none, hosts))
             elif members:
                 append(Candidate(next(iter(members)), f, overlapping))
-        for (f, overlapping, since), hosts in alike.items():
-            if len(hosts) > 1:
-                hosts.sort()
-                append(Candidate(hosts[0], f, overlapping, INFINITY, True, since, hosts))
-            else:
-                append(Candidate(hosts[0], f, overlapping, INFINITY, True, since))
+        _append_alike(alike, append)
 
     def _collect(self, t: int, duration: int, need: Capacity, contrib: dict[int, int],
                  exact: dict[int, Candidate], released: dict[int, int],
@@ -972,10 +979,5 @@ class SlotTable:
                 overlapping = sum(1 for b in by_host[h] if b.end > t and b.owner is not ignore)
                 c = Candidate(h, f, overlapping, INFINITY, True, released_at(h, none))
             append(c)
-        for (f, overlapping, since), hosts in alike.items():
-            if len(hosts) > 1:
-                hosts.sort()
-                append(Candidate(hosts[0], f, overlapping, INFINITY, True, since, hosts))
-            else:
-                append(Candidate(hosts[0], f, overlapping, INFINITY, True, since))
+        _append_alike(alike, append)
         return out
