@@ -21,6 +21,7 @@ COMPILED = (
     "cloudctl/scheduler/timing.py",
     "cloudctl/scheduler/model.py",
     "cloudctl/scheduler/config.py",
+    "cloudctl/scheduler/scores.py",
     "cloudctl/sim/simulator.py",
     "cloudctl/sim/traces.py",
 )

@@ -24,7 +24,15 @@ from cloudctl.policies.registry import PolicySet
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.lease import KILL, SHUTDOWN, SUSPEND, Lease, Run
 from cloudctl.scheduler.model import HostSpec, LeaseRequest, LeaseState, LeaseType
-from cloudctl.scheduler.slottable import INFINITY, Booking, Candidate, SlotTable
+from cloudctl.scheduler.slottable import (
+    GROUP_ALL,
+    GROUP_NONE,
+    GROUP_SIMPLE,
+    INFINITY,
+    Booking,
+    Candidate,
+    SlotTable,
+)
 from cloudctl.scheduler.timing import (
     resume_time,
     shutdown_duration,
@@ -535,9 +543,15 @@ class Scheduler:
                 found = self._fit_on(lease, hosts_pref, now, min_len, may_reserve)
                 attempts: Iterable[tuple[int, list[Candidate]]] = found
             else:
+                # Hosts alike but for their index come as one candidate when the score never
+                # reads the index; hosts with future bookings too unless `_choose` needs each
+                # one's `until` (a run that may end in a suspension).
+                group = GROUP_NONE
+                if self._host_blind:
+                    group = GROUP_SIMPLE if suspendable and min_len < full else GROUP_ALL
                 attempts = self.table.sweep(need, lease.nodes, min_len, now,
                                             hosts=self._allowed(lease), ready=ready,
-                                            future=may_reserve, group=self._host_blind)
+                                            future=may_reserve, group=group)
             for t, candidates in attempts:
                 run = self._choose(lease, t, candidates, pre, migrate, full, sus, min_len,
                                    suspendable, fixed_hosts=hosts_pref)

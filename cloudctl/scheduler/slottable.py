@@ -13,14 +13,20 @@ Hosts holding a booking that starts after ``now`` ("future" hosts) are checked d
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 
 from cloudctl.scheduler.model import Capacity, HostSpec
 
 INFINITY = 1 << 62
+# How `sweep` may hand over hosts alike but for their index, as one candidate: not at all;
+# the hosts without future bookings; every host (for callers that read no `Candidate.until`,
+# which only hosts with future bookings have).
+GROUP_NONE = 0
+GROUP_SIMPLE = 1
+GROUP_ALL = 2
 
 
 class Booking:
@@ -54,7 +60,7 @@ class Candidate:
     until: int = INFINITY  # how long the capacity stays free (for runs that may be suspended)
     blocked_by_fixed: bool = True  # the booking that ends the window cannot move
     free_since: int = -INFINITY  # when the host's last booking before the window ends
-    # With `sweep(group=True)`: every host (`host` first, in host order) that is this very
+    # With `sweep(group=...)`: every host (`host` first, in host order) that is this very
     # candidate but for its index, `fits` vnodes each; None for a single host.
     group: list[int] | None = None
 
@@ -88,14 +94,87 @@ def usage_at(bookings: Iterable[Booking], t: int) -> tuple[int, int, int]:
     return cpu, mem, disk
 
 
-def _time_and_seq(item: tuple[int, int, Booking]) -> tuple[int, int]:
-    return item[0], item[1]
+def _same_span(bookings: list[Booking], start: int, end: int) -> bool:
+    for b in bookings:
+        if b.start != start or b.end != end:
+            return False
+    return True
 
 
-# For checks over every booking of a run, done without a Python-level loop.
-_span = attrgetter("start", "end")
-_counted = attrgetter("counted")
-_booking_of = itemgetter(2)
+def _any_counted(bookings: list[Booking]) -> bool:
+    for b in bookings:
+        if b.counted:
+            return True
+    return False
+
+
+def _all_counted(bookings: list[Booking]) -> bool:
+    for b in bookings:
+        if not b.counted:
+            return False
+    return True
+
+
+_start_and_seq = attrgetter("start", "seq")
+_end_and_seq = attrgetter("end", "seq")
+
+
+class TimeIndex:
+    """Bookings sorted by (time, seq), `time` being each booking's start or end: the times in
+    one list (plain ints, for bisect) and the bookings beside them in another."""
+
+    __slots__ = ("times", "items")
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.items: list[Booking] = []
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def insert(self, t: int, b: Booking) -> None:
+        times = self.times
+        i = bisect_left(times, t)
+        items = self.items
+        n = len(times)
+        seq = b.seq
+        while i < n and times[i] == t and items[i].seq < seq:
+            i += 1
+        times.insert(i, t)
+        items.insert(i, b)
+
+    def insert_newest(self, t: int, bookings: list[Booking]) -> None:
+        """Insert bookings of time t whose sequence numbers are the highest yet, in order:
+        they go after every entry with the same time."""
+        i = bisect_right(self.times, t)
+        self.times[i:i] = [t] * len(bookings)
+        self.items[i:i] = bookings
+
+    def find(self, t: int, b: Booking) -> int:
+        """Where booking b sits, filed under time t (-1 if it is not there)."""
+        times = self.times
+        items = self.items
+        i = bisect_left(times, t)
+        n = len(times)
+        while i < n and times[i] == t:
+            if items[i] is b:
+                return i
+            i += 1
+        for k, item in enumerate(items):  # filed under another time: fall back to a scan
+            if item is b:
+                return k
+        return -1
+
+    def delete(self, t: int, b: Booking) -> None:
+        i = self.find(t, b)
+        if i >= 0:
+            del self.times[i]
+            del self.items[i]
+
+    def rebuild(self, bookings: list[Booking], ends: bool) -> None:
+        bookings.sort(key=_end_and_seq if ends else _start_and_seq)
+        self.items = bookings
+        self.times = [b.end for b in bookings] if ends else [b.start for b in bookings]
 
 
 def _append_alike(alike: dict[tuple[int, int, int], list[int]],
@@ -108,6 +187,15 @@ def _append_alike(alike: dict[tuple[int, int, int], list[int]],
             append(Candidate(hosts[0], f, overlapping, INFINITY, True, since, hosts))
         else:
             append(Candidate(hosts[0], f, overlapping, INFINITY, True, since))
+
+
+def _add_alike(alike: dict[tuple[int, int, int], list[int]], sig: tuple[int, int, int],
+               h: int) -> None:
+    hosts = alike.get(sig)
+    if hosts is None:
+        alike[sig] = [h]
+    else:
+        hosts.append(h)
 
 
 class NowFits:
@@ -156,14 +244,15 @@ class SlotTable:
         self.cap = [(h.capacity.cpus, h.capacity.memory_mib, h.capacity.disk_mib)
                     for h in self.hosts]
         self.enabled = [h.enabled for h in self.hosts]
-        # Each host's bookings sorted by (start, seq), with the keys alongside for bisect.
+        # Each host's bookings sorted by (start, seq), with their starts alongside for bisect
+        # (a new booking has the highest seq yet: it goes after those with the same start).
         self.by_host: list[list[Booking]] = [[] for _ in range(n)]
-        self._keys: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        self._keys: list[list[int]] = [[] for _ in range(n)]
         self._max_len = 0  # longest booking ever: bounds how far back an overlap can start
         self.now = now
         self._seq = 0
-        self._ends: list[tuple[int, int, Booking]] = []  # sorted by (end, seq)
-        self._starts: list[tuple[int, int, Booking]] = []  # future bookings, sorted by start
+        self._ends = TimeIndex()  # every booking by (end, seq)
+        self._starts = TimeIndex()  # bookings that have not started, by (start, seq)
         self._used_now = [[0, 0, 0] for _ in range(n)]
         self._nfuture = [0] * n
         self._future_set: set[int] = set()
@@ -192,7 +281,7 @@ class SlotTable:
         booking.live = True
         self._host_insert(booking)
         self._max_len = max(self._max_len, booking.end - booking.start)
-        insort(self._ends, (booking.end, booking.seq, booking))
+        self._ends.insert(booking.end, booking)
         if booking.start <= self.now:
             self._count_now(booking)
         else:
@@ -200,7 +289,7 @@ class SlotTable:
             self._now_log.append(booking.host)
             self._future_version += 1
             self._future_set.add(booking.host)
-            insort(self._starts, (booking.start, booking.seq, booking))
+            self._starts.insert(booking.start, booking)
         self.version += 1
         return booking
 
@@ -211,7 +300,7 @@ class SlotTable:
             return bookings
         first = bookings[0]
         start, end = first.start, first.end
-        if len(bookings) > 1 and set(map(_span, bookings)) != {(start, end)}:
+        if not _same_span(bookings, start, end):
             for b in bookings:
                 self.add(b)
             return bookings
@@ -233,13 +322,12 @@ class SlotTable:
             b.live = True
             h = b.host
             keys = keys_of[h]
-            key = (start, seq)
-            if not keys or keys[-1] < key:
-                keys.append(key)
+            if not keys or keys[-1] <= start:
+                keys.append(start)
                 by_host[h].append(b)
             else:
-                i = bisect_right(keys, key)
-                keys.insert(i, key)
+                i = bisect_right(keys, start)
+                keys.insert(i, start)
                 by_host[h].insert(i, b)
             if nfuture[h]:
                 touched_future = True
@@ -262,15 +350,9 @@ class SlotTable:
         if touched_future:
             self._future_version += 1
         self._max_len = max(self._max_len, end - start)
-        # Their sequence numbers are the highest yet: they go after every entry with the same
-        # time, in order.
-        entries = [(end, b.seq, b) for b in bookings]
-        i = bisect_left(self._ends, (end, INFINITY))
-        self._ends[i:i] = entries
+        self._ends.insert_newest(end, bookings)
         if future:
-            entries = [(start, b.seq, b) for b in bookings]
-            i = bisect_left(self._starts, (start, INFINITY))
-            self._starts[i:i] = entries
+            self._starts.insert_newest(start, bookings)
         self.version += 1
         return bookings
 
@@ -278,6 +360,8 @@ class SlotTable:
         """`add` for many bookings of any times (a table rebuilt from a store), each list
         sorted once at the end rather than one insertion per booking."""
         touched: set[int] = set()
+        ends = self._ends.items + []
+        starts = self._starts.items + []
         for b in bookings:
             self._seq += 1
             b.seq = self._seq
@@ -285,7 +369,7 @@ class SlotTable:
             self.by_host[b.host].append(b)
             touched.add(b.host)
             self._max_len = max(self._max_len, b.end - b.start)
-            self._ends.append((b.end, b.seq, b))
+            ends.append(b)
             if b.start <= self.now:
                 self._count_now(b)
             else:
@@ -293,19 +377,19 @@ class SlotTable:
                 self._now_log.append(b.host)
                 self._future_version += 1
                 self._future_set.add(b.host)
-                self._starts.append((b.start, b.seq, b))
+                starts.append(b)
         for h in touched:
-            self.by_host[h].sort(key=lambda b: (b.start, b.seq))
-            self._keys[h] = [(b.start, b.seq) for b in self.by_host[h]]
-        self._ends.sort(key=_time_and_seq)
-        self._starts.sort(key=_time_and_seq)
+            self.by_host[h].sort(key=_start_and_seq)
+            self._keys[h] = [b.start for b in self.by_host[h]]
+        self._ends.rebuild(ends, ends=True)
+        self._starts.rebuild(starts, ends=False)
         self.version += 1
 
     def remove(self, booking: Booking) -> None:
         self._log_freed(booking.start, booking.end)
         h = booking.host
         self._host_delete(booking)
-        self._delete_sorted(self._ends, booking.end, booking)
+        self._ends.delete(booking.end, booking)
         if booking.counted:
             self._uncount_now(booking)
         elif booking.start > self.now:
@@ -314,7 +398,7 @@ class SlotTable:
             self._future_version += 1
             if not self._nfuture[h]:
                 self._future_set.discard(h)
-            self._delete_sorted(self._starts, booking.start, booking)
+            self._starts.delete(booking.start, booking)
         self.version += 1
 
     def truncate(self, booking: Booking, end: int) -> None:
@@ -325,17 +409,17 @@ class SlotTable:
         if end < booking.end:
             self._log_freed(end, booking.end)
         if booking.counted and end <= self.now:  # it is over (a run ending early): it goes
-            self._delete_sorted(self._ends, booking.end, booking)
+            self._ends.delete(booking.end, booking)
             booking.end = end
             self._uncount_now(booking)
             self._host_delete(booking)
             self.version += 1
             return
-        self._delete_sorted(self._ends, booking.end, booking)
+        self._ends.delete(booking.end, booking)
         booking.end = end
         if self._nfuture[booking.host]:
             self._future_version += 1
-        insort(self._ends, (booking.end, booking.seq, booking))
+        self._ends.insert(booking.end, booking)
         self.version += 1
 
     def truncate_all(self, bookings: list[Booking], end: int) -> None:
@@ -348,17 +432,18 @@ class SlotTable:
         first = live[0]
         start, old_end = first.start, first.end
         n = len(live)
-        if n == 1 or set(map(_span, live)) == {(start, old_end)}:
+        if _same_span(live, start, old_end):
             ends = self._ends
-            i = bisect_left(ends, (old_end, first.seq))
+            i = ends.find(old_end, first)
             if start > self.now and end <= start:  # not begun: every booking goes
                 starts = self._starts
-                j = bisect_left(starts, (start, first.seq))
-                if (list(map(_booking_of, ends[i:i + n])) == live
-                        and list(map(_booking_of, starts[j:j + n])) == live
-                        and not any(map(_counted, live))):
-                    del ends[i:i + n]
-                    del starts[j:j + n]
+                j = starts.find(start, first)
+                if (i >= 0 and j >= 0 and ends.items[i:i + n] == live
+                        and starts.items[j:j + n] == live and not _any_counted(live)):
+                    del ends.times[i:i + n]
+                    del ends.items[i:i + n]
+                    del starts.times[j:j + n]
+                    del starts.items[j:j + n]
                     self._log_freed(start, old_end)
                     nfuture = self._nfuture
                     self._now_log.extend([b.host for b in live])
@@ -371,10 +456,11 @@ class SlotTable:
                     self._future_version += 1
                     self.version += 1
                     return
-            elif (start < end < old_end and end <= self.now
-                  and list(map(_booking_of, ends[i:i + n])) == live
-                  and all(map(_counted, live))):  # ended early: every booking goes
-                del ends[i:i + n]
+            elif (start < end < old_end and end <= self.now and i >= 0
+                  and ends.items[i:i + n] == live
+                  and _all_counted(live)):  # ended early: every booking goes
+                del ends.times[i:i + n]
+                del ends.items[i:i + n]
                 self._log_freed(end, old_end)
                 # `_uncount_now` and `_host_delete` written out, as in `add_all`.
                 nfuture = self._nfuture
@@ -400,9 +486,12 @@ class SlotTable:
                     else:
                         free_now.discard(h)
                     keys = keys_of[h]
-                    k = bisect_left(keys, (start, b.seq))
+                    on_host = by_host[h]
+                    k = bisect_left(keys, start)
+                    while on_host[k] is not b:
+                        k += 1
                     del keys[k]
-                    del by_host[h][k]
+                    del on_host[k]
                     b.live = False
                     if nfuture[h]:
                         touched_future = True
@@ -418,13 +507,16 @@ class SlotTable:
         if now < self.now:
             return
         self.now = now
-        starts = self._starts
-        ends = self._ends
-        if (not starts or starts[0][0] > now) and (not ends or ends[0][0] > now):
+        start_times = self._starts.times
+        end_times = self._ends.times
+        if ((not start_times or start_times[0] > now)
+                and (not end_times or end_times[0] > now)):
             return  # nothing starts or ends by now (the usual case: the scheduler asks often)
         i = 0
-        while i < len(starts) and starts[i][0] <= now:
-            b = starts[i][2]
+        n = len(start_times)
+        starting = self._starts.items
+        while i < n and start_times[i] <= now:
+            b = starting[i]
             self._nfuture[b.host] -= 1
             self._future_version += 1
             if not self._nfuture[b.host]:
@@ -432,33 +524,40 @@ class SlotTable:
             self._count_now(b)
             i += 1
         if i:
-            del starts[:i]
+            del start_times[:i]
+            del starting[:i]
         j = 0
-        while j < len(ends) and ends[j][0] <= now:
-            b = ends[j][2]
+        n = len(end_times)
+        ending = self._ends.items
+        while j < n and end_times[j] <= now:
+            b = ending[j]
             self._host_delete(b)
             if b.counted:
                 self._uncount_now(b)
             j += 1
         if j:
-            del ends[:j]
+            del end_times[:j]
+            del ending[:j]
         if i or j:
             self.version += 1
 
     def _host_insert(self, b: Booking) -> None:
-        key = (b.start, b.seq)
+        """File a booking whose seq is the highest yet under its host."""
         keys = self._keys[b.host]
-        i = bisect_right(keys, key)
-        keys.insert(i, key)
+        i = bisect_right(keys, b.start)
+        keys.insert(i, b.start)
         self.by_host[b.host].insert(i, b)
         if self._nfuture[b.host]:
             self._future_version += 1
 
     def _host_delete(self, b: Booking) -> None:
         keys = self._keys[b.host]
-        i = bisect_left(keys, (b.start, b.seq))
+        on_host = self.by_host[b.host]
+        i = bisect_left(keys, b.start)
+        while on_host[i] is not b:
+            i += 1
         del keys[i]
-        del self.by_host[b.host][i]
+        del on_host[i]
         b.live = False
         if self._nfuture[b.host]:
             self._future_version += 1
@@ -466,8 +565,8 @@ class SlotTable:
     def overlapping(self, h: int, start: int, end: int) -> list[Booking]:
         """Bookings on host h that overlap [start, end)."""
         keys = self._keys[h]
-        lo = bisect_left(keys, (start - self._max_len,))
-        hi = bisect_left(keys, (end,))
+        lo = bisect_left(keys, start - self._max_len)
+        hi = bisect_left(keys, end)
         return [b for b in self.by_host[h][lo:hi] if b.end > start]
 
     def set_enabled(self, host: int, enabled: bool) -> None:
@@ -527,25 +626,14 @@ class SlotTable:
         else:
             self._free_now.discard(h)
 
-    @staticmethod
-    def _delete_sorted(items: list[tuple[int, int, Booking]], key: int, booking: Booking) -> None:
-        i = bisect_left(items, (key, booking.seq))
-        if i < len(items) and items[i][2] is booking:
-            del items[i]
-            return
-        for k, item in enumerate(items):  # the key changed under us; fall back to a scan
-            if item[2] is booking:
-                del items[k]
-                return
-
     # -- questions -------------------------------------------------------------------------
 
     def changepoints(self, after: int) -> list[int]:
         """Distinct booking end times strictly after `after`, in order."""
-        ends = self._ends
+        times = self._ends.times
         out: list[int] = []
-        for i in range(bisect_right(ends, (after, INFINITY)), len(ends)):
-            t = ends[i][0]
+        for i in range(bisect_right(times, after), len(times)):
+            t = times[i]
             if not out or out[-1] != t:
                 out.append(t)
         return out
@@ -562,8 +650,8 @@ class SlotTable:
         overlapping), leaving out the bookings of `ignore` (a run being re-planned)."""
         cap_cpu, cap_mem, cap_disk = self.cap[h]
         keys = self._keys[h]
-        lo = bisect_left(keys, (start - self._max_len,))
-        hi = bisect_left(keys, (end,))
+        lo = bisect_left(keys, start - self._max_len)
+        hi = bisect_left(keys, end)
         overlapping = [b for b in self.by_host[h][lo:hi]
                        if b.end > start and b.owner is not ignore]
         if not overlapping:
@@ -675,7 +763,7 @@ class SlotTable:
                 base += low
                 bookings = self.by_host[h]
                 c = cap[h]
-                for b in bookings[bisect_right(self._keys[h], (now, INFINITY)):]:
+                for b in bookings[bisect_right(self._keys[h], now):]:
                     cpu, mem, disk = usage_at(bookings, b.start)
                     f = vnodes_fitting(c[0] - cpu, c[1] - mem, c[2] - disk, need)
                     if f < low:
@@ -721,7 +809,7 @@ class SlotTable:
               hosts: set[int] | None = None, ready: dict[int, int] | None = None,
               future: bool = True, before: int = INFINITY,
               ignore: object = None, collect: bool = True,
-              group: bool = False) -> Iterator[tuple[int, list[Candidate]]]:
+              group: int = GROUP_NONE) -> Iterator[tuple[int, list[Candidate]]]:
         """Yield (T, candidates) for each changepoint T >= t0, in order, at which at least k
         vnodes of `need` fit for [T, T+duration); with future=False only T = t0 is tried.
 
@@ -729,17 +817,18 @@ class SlotTable:
         given time (an image still in transit); the sweep stops before `before`; bookings of
         `ignore` (a future run being re-planned) are treated as absent; with collect=False
         the candidates are left out (an empty list), for callers that only ask whether; with
-        group=True hosts without future bookings that differ only in their index come as one
-        candidate (see `Candidate.group`), for host scores that never look at the index.
+        group=GROUP_SIMPLE hosts without future bookings that differ only in their index come
+        as one candidate (see `Candidate.group`), for host scores that never look at the
+        index; with GROUP_ALL hosts with future bookings too (their `until` is left unset).
         """
         if (not future and hosts is None and not ready and ignore is None
-                and t0 <= self.now and not (self._ends and self._ends[0][0] <= self.now)):
+                and t0 <= self.now and not (self._ends.times and self._ends.times[0] <= self.now)):
             return iter(self._fit_now(need, k, duration, collect, group))
         return self._sweep(need, k, duration, t0, hosts, ready, future, before, ignore,
                            collect, group)
 
     def _fit_now(self, need: Capacity, k: int, duration: int, collect: bool,
-                 group: bool) -> tuple[tuple[int, list[Candidate]], ...]:
+                 group: int) -> tuple[tuple[int, list[Candidate]], ...]:
         """`sweep` at now only, over every enabled host, nothing ignored: what the cached fits
         now answer (nothing ends by now: the table has moved past it)."""
         t = self.now
@@ -769,7 +858,7 @@ class SlotTable:
     def _sweep(self, need: Capacity, k: int, duration: int, t0: int,
                hosts: set[int] | None, ready: dict[int, int] | None, future: bool,
                before: int, ignore: object, collect: bool,
-               group: bool) -> Iterator[tuple[int, list[Candidate]]]:
+               group: int) -> Iterator[tuple[int, list[Candidate]]]:
         t0 = max(t0, self.now)
         ready = ready or {}
         enabled = self.enabled
@@ -779,7 +868,7 @@ class SlotTable:
             # A host whose only future bookings are ignored ones is as simple as a host with
             # none: its fit is exactly what its started bookings leave.
             nfuture = list(nfuture)
-            for _, _, b in self._starts:
+            for b in self._starts.items:
                 if b.owner is ignore:
                     nfuture[b.host] -= 1
 
@@ -820,8 +909,9 @@ class SlotTable:
                             simple_total += f
         pending_ready = sorted((t, h) for h, t in ready.items() if t > t0)
 
-        ends = self._ends
-        n_ends = len(ends)
+        end_times = self._ends.times
+        ending = self._ends.items
+        n_ends = len(end_times)
         i = 0
         t = t0
         while True:
@@ -834,8 +924,8 @@ class SlotTable:
                     if not nfuture[h]:
                         simple_total += f
             # ...and bookings that end by t give their capacity back.
-            while i < n_ends and ends[i][0] <= t:
-                b = ends[i][2]
+            while i < n_ends and end_times[i] <= t:
+                b = ending[i]
                 i += 1
                 if not b.counted:
                     continue
@@ -881,7 +971,7 @@ class SlotTable:
                 return
             if i >= n_ends and not pending_ready:
                 return
-            t = ends[i][0] if i < n_ends else INFINITY
+            t = end_times[i] if i < n_ends else INFINITY
             if pending_ready:
                 t = min(t, pending_ready[0][0])
             if t >= before:
@@ -890,7 +980,7 @@ class SlotTable:
     def _collect_grouped(self, t: int, duration: int, need: Capacity,
                          contrib: dict[int, int], exact: dict[int, Candidate],
                          released: dict[int, int], n_released: dict[int, int],
-                         groups: dict[tuple[int, int], set[int]],
+                         groups: dict[tuple[int, int], set[int]], group: int,
                          append: Callable[[Candidate], None]) -> None:
         """`_collect` for every enabled host, nothing ignored, grouped, while the table is as
         `groups` (kept with the fits now) saw it. A host without future bookings that gave
@@ -898,6 +988,7 @@ class SlotTable:
         that gave something back and those with future bookings are looked at one by one."""
         enabled = self.enabled
         none = -INFINITY
+        alike: dict[tuple[int, int, int], list[int]] = {}
         for h in sorted(self._future_set.intersection(contrib)):
             if contrib[h] > 0 and enabled[h]:
                 c = exact.get(h)
@@ -905,25 +996,31 @@ class SlotTable:
                     fits, overlapping = self.fit_count(h, t, t + duration, need)
                     if fits <= 0:
                         continue
+                    if group == GROUP_ALL:
+                        _add_alike(alike, (fits, overlapping, released.get(h, none)), h)
+                        continue
                     c = Candidate(h, fits, overlapping)
+                elif group == GROUP_ALL:
+                    _add_alike(alike, (c.fits, c.overlapping, released.get(h, none)), h)
+                    continue
                 c.free_since = released.get(h, none)
                 append(c)
-        alike: dict[tuple[int, int, int], list[int]] = {}
         if released:
             nfuture = self._nfuture
             by_host = self.by_host
             for h, since in released.items():
                 f = contrib.get(h, 0)
                 if f > 0 and enabled[h] and not nfuture[h]:
-                    sig = (f, len(by_host[h]) - n_released[h], since)
-                    hosts = alike.get(sig)
-                    if hosts is None:
-                        alike[sig] = [h]
-                    else:
-                        hosts.append(h)
+                    _add_alike(alike, (f, len(by_host[h]) - n_released[h], since), h)
         for (f, overlapping), members in groups.items():
             if released:
                 members = members.difference(released)
+            if group == GROUP_ALL and members:
+                sig = (f, overlapping, none)
+                hosts = alike.get(sig)
+                if hosts is not None:  # hosts with future bookings alike: one candidate
+                    hosts.extend(members)
+                    continue
             if len(members) > 1:
                 hosts = sorted(members)
                 append(Candidate(hosts[0], f, overlapping, INFINITY, True, none, hosts))
@@ -935,7 +1032,7 @@ class SlotTable:
                  exact: dict[int, Candidate], released: dict[int, int],
                  n_released: dict[int, int], allowed: Callable[[int, int], bool] | None,
                  nfuture: list[int], ignore: object = None,
-                 group: bool = False) -> list[Candidate]:
+                 group: int = GROUP_NONE) -> list[Candidate]:
         """The candidates at t; `allowed` None means every enabled host."""
         out: list[Candidate] = []
         append = out.append
@@ -943,7 +1040,7 @@ class SlotTable:
             entry = self._now_fits.get(need)
             if entry is not None and entry.seen == len(self._now_log):
                 self._collect_grouped(t, duration, need, contrib, exact, released, n_released,
-                                      entry.groups, append)
+                                      entry.groups, group, append)
                 return out
         by_host = self.by_host
         enabled = self.enabled
@@ -962,16 +1059,15 @@ class SlotTable:
                     if fits <= 0:
                         continue
                     c = Candidate(h, fits, overlapping)
+                if group == GROUP_ALL and ignore is None:
+                    _add_alike(alike, (c.fits, c.overlapping, released_at(h, none)), h)
+                    continue
                 c.free_since = released_at(h, none)
             elif ignore is None:
                 # All its bookings have started; those that end by t are the released ones.
                 if group:
-                    sig = (f, len(by_host[h]) - n_released_of(h, 0), released_at(h, none))
-                    hosts = alike.get(sig)
-                    if hosts is None:
-                        alike[sig] = [h]
-                    else:
-                        hosts.append(h)
+                    _add_alike(alike, (f, len(by_host[h]) - n_released_of(h, 0),
+                                       released_at(h, none)), h)
                     continue
                 c = Candidate(h, f, len(by_host[h]) - n_released_of(h, 0), INFINITY, True,
                               released_at(h, none))
