@@ -35,7 +35,13 @@ class Status:
 
     @classmethod
     def success(cls, policy: str = "") -> Status:
-        return cls(Code.OK, (), policy)
+        # Statuses are immutable: one success per policy serves every request.
+        if cls is not Status:
+            return cls(Code.OK, (), policy)
+        found = _SUCCESSES.get(policy)
+        if found is None:
+            found = _SUCCESSES[policy] = cls(Code.OK, (), policy)
+        return found
 
     @classmethod
     def unschedulable(cls, reason: str, policy: str = "") -> Status:
@@ -48,6 +54,9 @@ class Status:
     def __str__(self) -> str:
         text = "; ".join(self.reasons) or self.code.value
         return f"{self.policy}: {text}" if self.policy else text
+
+
+_SUCCESSES: dict[str, Status] = {}
 
 
 class AdmissionPolicy(Protocol):

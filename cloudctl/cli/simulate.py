@@ -36,8 +36,10 @@ def _policy_name(kind: str) -> Callable[[str], str]:
     """A typer callback that accepts only the names registered for a policy extension point."""
 
     def check(value: str) -> str:
-        from cloudctl.policies.registry import available
+        from cloudctl.policies.registry import BUILTIN, available
 
+        if value in BUILTIN[kind]:
+            return value  # no need to look through installed packages' entry points
         known = available(kind)
         if value not in known:
             raise typer.BadParameter(f"unknown policy {value!r} (known: {', '.join(known)})")

@@ -201,9 +201,14 @@ def _add_alike(alike: dict[tuple[int, int, int], list[int]], sig: tuple[int, int
 class NowFits:
     """One need's fits now (see `SlotTable._now_entry`), up to date as of `seen` changes:
     vnodes per host where some fit, their total, and the hosts without future bookings
-    grouped by (vnodes that fit, bookings held) with their total."""
+    grouped by (vnodes that fit, bookings held) with their total.
 
-    __slots__ = ("fits", "simple_of", "total", "simple", "seen", "groups")
+    Alongside, as of `future_seen` changes, what `SlotTable._future_fits` counts: for each
+    host free now that holds future bookings, its fit now and where its future bookings
+    lower it, and over them all, `steps` (None until asked again after a change)."""
+
+    __slots__ = ("fits", "simple_of", "total", "simple", "seen", "groups", "future",
+                 "future_seen", "steps")
 
     def __init__(self) -> None:
         self.fits: dict[int, int] = {}
@@ -212,6 +217,11 @@ class NowFits:
         self.total = 0
         self.simple = 0
         self.seen = 0
+        # host -> (vnodes that fit now, [(a future booking's start, vnodes lost there)])
+        self.future: dict[int, tuple[int, list[tuple[int, int]]]] = {}
+        self.future_seen = -1  # none looked at yet
+        # (vnodes that fit from now on those hosts, drop times, totals after each drop)
+        self.steps: tuple[int, list[int], list[int]] | None = None
 
     def add(self, h: int, fits: int, alike: tuple[int, int] | None) -> None:
         """Host `h` fits `fits` vnodes now; `alike` is its group (None: it holds future
@@ -258,16 +268,11 @@ class SlotTable:
         self._future_set: set[int] = set()
         self._free_now: set[int] = {i for i in range(n) if self.enabled[i]}
         self.version = 0  # bumped on every change, for callers' caches
-        # Bumped on every change to a host holding future bookings (its bookings, usage now,
-        # or whether it is enabled): what `_future_fits` depends on.
-        self._future_version = 0
-        # Per need: [{host: vnodes that fit now}, hosts counted in the simple total, total,
-        # simple total, position in `_now_log`]. Kept across changes: `_now_log` lists the hosts
-        # whose usage now, enabled flag or future bookings changed, and a lookup re-counts
-        # only those (a change touches a few hosts; a queue walk asks after every change).
+        # Per need, its fits now (see NowFits). Kept across changes: `_now_log` lists the hosts
+        # whose bookings, usage now or enabled flag changed, and a lookup re-counts only those
+        # (a change touches a few hosts; a queue walk asks after every change).
         self._now_fits: dict[Capacity, NowFits] = {}
         self._now_log: list[int] = []
-        self._future_fits_cache: dict[Capacity, tuple[int, int, list[int], list[int]]] = {}
         # Capacity given back from now on (a booking removed or cut short, a host enabled):
         # `freed` counts these events; the log keeps the (start, end) of the latest ones.
         self.freed = 0
@@ -287,7 +292,6 @@ class SlotTable:
         else:
             self._nfuture[booking.host] += 1
             self._now_log.append(booking.host)
-            self._future_version += 1
             self._future_set.add(booking.host)
             self._starts.insert(booking.start, booking)
         self.version += 1
@@ -313,7 +317,6 @@ class SlotTable:
         cap = self.cap
         enabled = self.enabled
         free_now = self._free_now
-        touched_future = False
         seq = self._seq
         self._now_log.extend([b.host for b in bookings])
         for b in bookings:
@@ -329,12 +332,9 @@ class SlotTable:
                 i = bisect_right(keys, start)
                 keys.insert(i, start)
                 by_host[h].insert(i, b)
-            if nfuture[h]:
-                touched_future = True
             if future:
                 nfuture[h] += 1
                 self._future_set.add(h)
-                touched_future = True
             else:
                 u = used_now[h]
                 u[0] += b.cpus
@@ -347,8 +347,6 @@ class SlotTable:
                 else:
                     free_now.discard(h)
         self._seq = seq
-        if touched_future:
-            self._future_version += 1
         self._max_len = max(self._max_len, end - start)
         self._ends.insert_newest(end, bookings)
         if future:
@@ -375,7 +373,6 @@ class SlotTable:
             else:
                 self._nfuture[b.host] += 1
                 self._now_log.append(b.host)
-                self._future_version += 1
                 self._future_set.add(b.host)
                 starts.append(b)
         for h in touched:
@@ -395,7 +392,6 @@ class SlotTable:
         elif booking.start > self.now:
             self._nfuture[h] -= 1
             self._now_log.append(h)
-            self._future_version += 1
             if not self._nfuture[h]:
                 self._future_set.discard(h)
             self._starts.delete(booking.start, booking)
@@ -417,8 +413,7 @@ class SlotTable:
             return
         self._ends.delete(booking.end, booking)
         booking.end = end
-        if self._nfuture[booking.host]:
-            self._future_version += 1
+        self._now_log.append(booking.host)  # its future profile changed
         self._ends.insert(booking.end, booking)
         self.version += 1
 
@@ -453,7 +448,6 @@ class SlotTable:
                         nfuture[h] -= 1
                         if not nfuture[h]:
                             self._future_set.discard(h)
-                    self._future_version += 1
                     self.version += 1
                     return
             elif (start < end < old_end and end <= self.now and i >= 0
@@ -470,7 +464,6 @@ class SlotTable:
                 cap = self.cap
                 enabled = self.enabled
                 free_now = self._free_now
-                touched_future = False
                 self._now_log.extend([b.host for b in live])
                 for b in live:
                     b.end = end
@@ -493,10 +486,6 @@ class SlotTable:
                     del keys[k]
                     del on_host[k]
                     b.live = False
-                    if nfuture[h]:
-                        touched_future = True
-                if touched_future:
-                    self._future_version += 1
                 self.version += 1
                 return
         for b in live:
@@ -518,7 +507,6 @@ class SlotTable:
         while i < n and start_times[i] <= now:
             b = starting[i]
             self._nfuture[b.host] -= 1
-            self._future_version += 1
             if not self._nfuture[b.host]:
                 self._future_set.discard(b.host)
             self._count_now(b)
@@ -547,8 +535,6 @@ class SlotTable:
         i = bisect_right(keys, b.start)
         keys.insert(i, b.start)
         self.by_host[b.host].insert(i, b)
-        if self._nfuture[b.host]:
-            self._future_version += 1
 
     def _host_delete(self, b: Booking) -> None:
         keys = self._keys[b.host]
@@ -559,8 +545,6 @@ class SlotTable:
         del keys[i]
         del on_host[i]
         b.live = False
-        if self._nfuture[b.host]:
-            self._future_version += 1
 
     def overlapping(self, h: int, start: int, end: int) -> list[Booking]:
         """Bookings on host h that overlap [start, end)."""
@@ -575,7 +559,6 @@ class SlotTable:
         self.enabled[host] = enabled
         self._refresh_free(host)
         self.version += 1
-        self._future_version += 1
 
     def _log_freed(self, start: int, end: int) -> None:
         start = max(start, self.now)
@@ -617,8 +600,6 @@ class SlotTable:
 
     def _refresh_free(self, h: int) -> None:
         self._now_log.append(h)
-        if self._nfuture[h]:
-            self._future_version += 1  # its usage now changed
         cpu, mem, _disk = self.cap[h]
         used = self._used_now[h]
         if self.enabled[h] and cpu - used[0] > 0 and mem - used[1] > 0:
@@ -747,41 +728,61 @@ class SlotTable:
 
     def _future_fits(self, need: Capacity, end: int) -> int:
         """Vnodes of `need` that fit throughout [now, end) on the enabled hosts holding
-        future bookings: the sum of their `fit_count`s, from a step function of `end` kept
-        until one of those hosts changes (`_future_version`), which in a queue walk is rare."""
-        got = self._future_fits_cache.get(need)
-        if got is None or got[0] != self._future_version:
-            fits_now = self._fits_now(need)[0]
-            cap = self.cap
-            now = self.now
+        future bookings: the sum of their `fit_count`s, from a step function of `end`. Each
+        host's part is kept with the fits now and re-derived only when the host is in the
+        change log (see `_now_entry`); the sum only when a part changed."""
+        entry = self._now_entry(need)
+        log = self._now_log
+        if entry.future_seen != len(log):
+            fits_now = entry.fits
+            future = entry.future
+            changed = (self._future_set.intersection(fits_now) if entry.future_seen < 0
+                       else set(log[entry.future_seen:]))
+            for h in changed:
+                old = future.pop(h, None)
+                low = fits_now.get(h, 0)  # disabled hosts are never free now
+                if low > 0 and self._nfuture[h]:
+                    part = (low, self._future_drops(h, need, low))
+                    future[h] = part
+                    if part != old:
+                        entry.steps = None
+                elif old is not None:
+                    entry.steps = None
+            entry.future_seen = len(log)
+        steps = entry.steps
+        if steps is None:
             base = 0
-            drops: list[tuple[int, int]] = []  # (a future booking's start, vnodes lost there)
-            for h in self._future_set.intersection(fits_now):
-                low = fits_now[h]  # disabled hosts are never free now
-                if low <= 0:
-                    continue
+            drops: list[tuple[int, int]] = []
+            for low, lost in entry.future.values():
                 base += low
-                bookings = self.by_host[h]
-                c = cap[h]
-                for b in bookings[bisect_right(self._keys[h], now):]:
-                    cpu, mem, disk = usage_at(bookings, b.start)
-                    f = vnodes_fitting(c[0] - cpu, c[1] - mem, c[2] - disk, need)
-                    if f < low:
-                        drops.append((b.start, low - f))
-                        low = f
-                        if not low:
-                            break
+                drops.extend(lost)
             drops.sort()
             starts = [p for p, _ in drops]
             totals = []
             total = base
-            for _, lost in drops:
-                total -= lost
+            for _, lost_there in drops:
+                total -= lost_there
                 totals.append(total)
-            got = self._future_fits_cache[need] = (self._future_version, base, starts, totals)
-        _, base, starts, totals = got
+            steps = entry.steps = (base, starts, totals)
+        base, starts, totals = steps
         j = bisect_left(starts, end)  # the drops at starts before `end`
         return totals[j - 1] if j else base
+
+    def _future_drops(self, h: int, need: Capacity, low: int) -> list[tuple[int, int]]:
+        """Where host h's future bookings lower the vnodes of `need` it holds from `low` now:
+        [(the booking's start, vnodes lost there)]."""
+        drops: list[tuple[int, int]] = []
+        bookings = self.by_host[h]
+        c = self.cap[h]
+        for b in bookings[bisect_right(self._keys[h], self.now):]:
+            cpu, mem, disk = usage_at(bookings, b.start)
+            f = vnodes_fitting(c[0] - cpu, c[1] - mem, c[2] - disk, need)
+            if f < low:
+                drops.append((b.start, low - f))
+                low = f
+                if not low:
+                    break
+        return drops
 
     def fits_now_hosts(self) -> set[int]:
         return self._free_now
