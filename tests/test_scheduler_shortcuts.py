@@ -14,7 +14,7 @@ from cloudctl._native import is_compiled
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseType
-from cloudctl.scheduler.slottable import Booking, SlotTable
+from cloudctl.scheduler.slottable import GROUP_ALL, INFINITY, Booking, SlotTable
 from cloudctl.sim.simulator import simulate
 
 
@@ -71,6 +71,12 @@ def without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
                    for h in self._future_set if fits_now.get(h, 0) > 0)
 
     monkeypatch.setattr(SlotTable, "_future_fits", future_fits)
+
+    def fit_from_now(self: SlotTable, entry: Any, h: int, end: int) -> tuple[int, int]:
+        need = next(n for n, e in self._now_fits.items() if e is entry)
+        return self.fit_count(h, self.now, end, need)
+
+    monkeypatch.setattr(SlotTable, "_fit_from_now", fit_from_now)
 
 
 CONFIGS = [
@@ -167,3 +173,56 @@ def test_freed_since_spans_what_came_back() -> None:
         c = table.add(Booking(400, 500, 0, Capacity(1, 1024), object()))
         table.remove(c)
     assert table.freed_since(mark) is None
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_kept_future_fits_agree_with_counting_host_by_host(seed: int) -> None:
+    """The fits of hosts holding future bookings, kept per host between changes (bookings
+    added, cut short, removed; the clock moving; hosts disabled and enabled), are what
+    `fit_count` finds afresh; so are the grouped candidates, group by group."""
+    rng = random.Random(seed)
+    n = 6
+    table = SlotTable([HostSpec(f"h{i}", Capacity(4, 4096, 0)) for i in range(n)])
+    live: list[Booking] = []
+    needs = (Capacity(1, 512), Capacity(2, 1024))
+    now = 0
+    for step in range(120):
+        action = rng.random()
+        if action < 0.45 or not live:
+            start = now + rng.choice([0, 0, rng.randrange(1, 900)])
+            live.append(table.add(Booking(start, start + rng.randrange(1, 1200),
+                                          rng.randrange(n), rng.choice(needs), object())))
+        elif action < 0.6:
+            b = live.pop(rng.randrange(len(live)))
+            if b.live:
+                table.truncate(b, rng.randrange(max(now, b.start), b.end + 1))
+        elif action < 0.7:
+            b = live.pop(rng.randrange(len(live)))
+            if b.live:
+                table.remove(b)
+        elif action < 0.8:
+            table.set_enabled(rng.randrange(n), rng.random() < 0.7)
+        else:
+            now += rng.randrange(1, 400)
+            table.advance(now)
+            live = [b for b in live if b.live]
+        for need in needs:
+            for duration in (1, 300, 2000):
+                end = now + duration
+                future = [h for h in range(n) if table.has_future(h) and table.enabled[h]]
+                want = sum(table.fit_count(h, now, end, need)[0] for h in future)
+                assert table._future_fits(need, end) == want, (step, need, duration)
+                found = next(table.sweep(need, 1, duration, now, future=False,
+                                         group=GROUP_ALL), None)
+                exact = {h: table.fit_count(h, now, end, need) for h in range(n)
+                         if table.enabled[h]}
+                if found is None:
+                    assert all(f <= 0 for f, _ in exact.values())
+                    continue
+                got: dict[int, tuple[int, int]] = {}
+                for c in found[1]:
+                    assert c.until == INFINITY
+                    for h in c.group or [c.host]:
+                        got[h] = (c.fits, c.overlapping)
+                    assert c.group is None or c.group == sorted(c.group)
+                assert got == {h: fo for h, fo in exact.items() if fo[0] > 0}

@@ -13,7 +13,7 @@ import math
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -65,15 +65,30 @@ def _limit_reason(limit: int | None) -> str:
             f"reservation{'s' if limit != 1 else ''}) is taken")
 
 
-@dataclass(frozen=True)
 class Action:
     """Something the enactment layer must do: start, suspend, resume, migrate, shut down,
-    kill VMs, or note that a lease is done/suspended."""
+    kill VMs, or note that a lease is done/suspended. (Plain classes, not dataclasses, for
+    what the scheduler makes per lease: compiled, their constructors are native code.)"""
 
-    time: int
-    kind: str
-    lease_id: int
-    hosts: tuple[int, ...] = ()
+    __slots__ = ("time", "kind", "lease_id", "hosts")
+
+    def __init__(self, time: int, kind: str, lease_id: int, hosts: tuple[int, ...] = ()) -> None:
+        self.time = time
+        self.kind = kind
+        self.lease_id = lease_id
+        self.hosts = hosts
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Action):
+            return NotImplemented
+        return (self.time, self.kind, self.lease_id, self.hosts) == (
+            other.time, other.kind, other.lease_id, other.hosts)
+
+    def __hash__(self) -> int:
+        return hash((self.time, self.kind, self.lease_id, self.hosts))
+
+    def __repr__(self) -> str:
+        return f"Action({self.time}, {self.kind!r}, lease {self.lease_id}, hosts {self.hosts})"
 
 
 @dataclass
@@ -83,16 +98,36 @@ class Preemption:
     at: int
 
 
-@dataclass
 class Decision:
-    lease_id: int
-    state: LeaseState
-    start: int | None = None
-    end: int | None = None
-    hosts: tuple[int, ...] = ()
-    preempted: list[Preemption] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    burst: BurstPlan | None = None  # runs on a public cloud instead of `hosts`
+    """What became of a request: its state, where and when it runs, whom it preempted."""
+
+    __slots__ = ("lease_id", "state", "start", "end", "hosts", "preempted", "reasons", "burst")
+
+    def __init__(self, lease_id: int, state: LeaseState, start: int | None = None,
+                 end: int | None = None, hosts: tuple[int, ...] = (),
+                 preempted: list[Preemption] | None = None, reasons: list[str] | None = None,
+                 burst: BurstPlan | None = None) -> None:
+        self.lease_id = lease_id
+        self.state = state
+        self.start = start
+        self.end = end
+        self.hosts = hosts
+        self.preempted = preempted if preempted is not None else []
+        self.reasons = reasons if reasons is not None else []
+        self.burst = burst  # runs on a public cloud instead of `hosts`
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.lease_id, self.state, self.start, self.end, self.hosts, self.preempted,
+                self.reasons, self.burst)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return (f"Decision(lease {self.lease_id}, {self.state.value}, start={self.start}, "
+                f"end={self.end}, hosts={self.hosts}, reasons={self.reasons})")
 
     @property
     def accepted(self) -> bool:
@@ -425,9 +460,9 @@ class Scheduler:
         """A lease that cannot be split and needs no image: whether it fits now depends only
         on its size, its length and the table."""
         cfg = self.config
-        return (lease.state is not S.SUSPENDED_QUEUED
-                and not (lease.preemptible and cfg.suspension_enabled and self._fixed_future > 0)
-                and (cfg.image_transfer == "none" or not lease.image))
+        return (not (self._fixed_future > 0 and lease.preemptible and cfg.suspension_enabled)
+                and (not lease.image or cfg.image_transfer == "none")
+                and lease.state is not S.SUSPENDED_QUEUED)
 
     def _enqueue(self, lease: Lease) -> None:
         queue = self.queue
@@ -845,19 +880,31 @@ class Scheduler:
             j = i + 1
             while j < n and ranked[j][0] == k:
                 j += 1
-            if j == i + 1 and c.group is None:
-                members: Iterable[tuple[int, int]] = ((c.host, c.fits),)
+            if j == i + 1:  # one candidate (maybe a group, its hosts in host order)
+                fits = c.fits
+                group = c.group if c.group is not None else [c.host]
+                if fits == 1:
+                    chosen.extend(group[:left])
+                    left -= min(left, len(group))
+                    if not left:
+                        return tuple(chosen)
+                else:
+                    for h in group:
+                        if fits >= left:
+                            chosen.extend([h] * left)
+                            return tuple(chosen)
+                        chosen.extend([h] * fits)
+                        left -= fits
             else:  # equal scores: the hosts of every group among them, in host order
                 members = [(h, cc.fits) for _, _, cc in ranked[i:j]
                            for h in (cc.group or (cc.host,))]
-                if j > i + 1:
-                    members.sort()
-            for h, fits in members:
-                if fits >= left:
-                    chosen.extend([h] * left)
-                    return tuple(chosen)
-                chosen.extend([h] * fits)
-                left -= fits
+                members.sort()
+                for h, fits in members:
+                    if fits >= left:
+                        chosen.extend([h] * left)
+                        return tuple(chosen)
+                    chosen.extend([h] * fits)
+                    left -= fits
             i = j
         return None if most is None else tuple(chosen)
 

@@ -117,21 +117,54 @@ class HostSpec:
     enabled: bool = True
 
 
-@dataclass(slots=True)
 class LeaseRequest:
-    """What a user or a trace asks for; the scheduler turns it into a Lease."""
+    """What a user or a trace asks for; the scheduler turns it into a Lease.
 
-    id: int
-    type: LeaseType
-    submit: int
-    nodes: int
-    capacity: Capacity
-    duration: int
-    start: int | None = None  # exact start of an AR
-    preemptible: bool = True
-    image: str | None = None
-    image_size_mib: int = 0
-    real_duration: int | None = None  # simulation only: the lease ends this early
-    name: str | None = None
-    source: str = ""  # "file:line" where the request came from, for error messages
-    extra: dict[str, object] = field(default_factory=dict)
+    A plain class rather than a dataclass: compiled, its constructor is native code (a
+    dataclass's generated __init__ stays interpreted), and a trace makes one per job."""
+
+    __slots__ = ("id", "type", "submit", "nodes", "capacity", "duration", "start",
+                 "preemptible", "image", "image_size_mib", "real_duration", "name", "source",
+                 "extra")
+
+    def __init__(self, id: int, type: LeaseType, submit: int, nodes: int, capacity: Capacity,
+                 duration: int, start: int | None = None, preemptible: bool = True,
+                 image: str | None = None, image_size_mib: int = 0,
+                 real_duration: int | None = None, name: str | None = None, source: str = "",
+                 extra: dict[str, object] | None = None) -> None:
+        self.id = id
+        self.type = type
+        self.submit = submit
+        self.nodes = nodes
+        self.capacity = capacity
+        self.duration = duration
+        self.start = start  # exact start of an AR
+        self.preemptible = preemptible
+        self.image = image
+        self.image_size_mib = image_size_mib
+        self.real_duration = real_duration  # simulation only: the lease ends this early
+        self.name = name
+        self.source = source  # "file:line" where the request came from, for error messages
+        self.extra: dict[str, object] = extra if extra is not None else {}
+
+    def renumbered(self, id: int) -> LeaseRequest:
+        """A copy under another id (its `extra` copied too)."""
+        return LeaseRequest(id, self.type, self.submit, self.nodes, self.capacity,
+                            self.duration, self.start, self.preemptible, self.image,
+                            self.image_size_mib, self.real_duration, self.name, self.source,
+                            dict(self.extra))
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.id, self.type, self.submit, self.nodes, self.capacity, self.duration,
+                self.start, self.preemptible, self.image, self.image_size_mib,
+                self.real_duration, self.name, self.source, self.extra)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LeaseRequest):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return (f"LeaseRequest(id={self.id}, type={self.type.value}, submit={self.submit}, "
+                f"nodes={self.nodes}, capacity={self.capacity}, duration={self.duration}, "
+                f"start={self.start})")

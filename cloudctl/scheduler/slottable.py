@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from operator import attrgetter
 
 from cloudctl.scheduler.model import Capacity, HostSpec
@@ -50,19 +49,33 @@ class Booking:
         return f"Booking(h{self.host} [{self.start},{self.end}) {self.cpus}c/{self.mem}M)"
 
 
-@dataclass(slots=True)
 class Candidate:
-    """A host that can hold `fits` virtual nodes of a lease from a given time."""
+    """A host that can hold `fits` virtual nodes of a lease from a given time.
 
-    host: int
-    fits: int
-    overlapping: int  # bookings on the host overlapping the window (Haizea: "fewer leases")
-    until: int = INFINITY  # how long the capacity stays free (for runs that may be suspended)
-    blocked_by_fixed: bool = True  # the booking that ends the window cannot move
-    free_since: int = -INFINITY  # when the host's last booking before the window ends
-    # With `sweep(group=...)`: every host (`host` first, in host order) that is this very
-    # candidate but for its index, `fits` vnodes each; None for a single host.
-    group: list[int] | None = None
+    A plain class rather than a dataclass: compiled, its constructor is native code (a
+    dataclass's generated __init__ stays interpreted), and placements make many."""
+
+    __slots__ = ("host", "fits", "overlapping", "until", "blocked_by_fixed", "free_since",
+                 "group")
+
+    def __init__(self, host: int, fits: int, overlapping: int, until: int = INFINITY,
+                 blocked_by_fixed: bool = True, free_since: int = -INFINITY,
+                 group: list[int] | None = None) -> None:
+        self.host = host
+        self.fits = fits
+        # Bookings on the host overlapping the window (Haizea: "fewer leases").
+        self.overlapping = overlapping
+        self.until = until  # how long the capacity stays free (for runs that may be suspended)
+        self.blocked_by_fixed = blocked_by_fixed  # the booking that ends the window cannot move
+        self.free_since = free_since  # when the host's last booking before the window ends
+        # With `sweep(group=...)`: every host (`host` first, in host order) that is this very
+        # candidate but for its index, `fits` vnodes each; None for a single host.
+        self.group = group
+
+    def __repr__(self) -> str:
+        return (f"Candidate(host={self.host}, fits={self.fits}, "
+                f"overlapping={self.overlapping}, until={self.until}, "
+                f"free_since={self.free_since}, group={self.group})")
 
 
 def vnodes_fitting(free_cpu: int, free_mem: int, free_disk: int, need: Capacity) -> int:
@@ -712,10 +725,16 @@ class SlotTable:
             for h in free_now:
                 self._recount_now(got, h, need)
         else:
+            # Once asked for, the parts of hosts with future bookings are kept in step.
+            tracked = got.future_seen == got.seen
             for h in set(log[got.seen:]):
                 got.drop(h)
                 if h in free_now:
                     self._recount_now(got, h, need)
+                if tracked:
+                    self._refresh_future(got, h, need)
+            if tracked:
+                got.future_seen = len(log)
         got.seen = len(log)
         return got
 
@@ -731,24 +750,7 @@ class SlotTable:
         future bookings: the sum of their `fit_count`s, from a step function of `end`. Each
         host's part is kept with the fits now and re-derived only when the host is in the
         change log (see `_now_entry`); the sum only when a part changed."""
-        entry = self._now_entry(need)
-        log = self._now_log
-        if entry.future_seen != len(log):
-            fits_now = entry.fits
-            future = entry.future
-            changed = (self._future_set.intersection(fits_now) if entry.future_seen < 0
-                       else set(log[entry.future_seen:]))
-            for h in changed:
-                old = future.pop(h, None)
-                low = fits_now.get(h, 0)  # disabled hosts are never free now
-                if low > 0 and self._nfuture[h]:
-                    part = (low, self._future_drops(h, need, low))
-                    future[h] = part
-                    if part != old:
-                        entry.steps = None
-                elif old is not None:
-                    entry.steps = None
-            entry.future_seen = len(log)
+        entry = self._future_entry(need)
         steps = entry.steps
         if steps is None:
             base = 0
@@ -767,6 +769,38 @@ class SlotTable:
         base, starts, totals = steps
         j = bisect_left(starts, end)  # the drops at starts before `end`
         return totals[j - 1] if j else base
+
+    def _fit_from_now(self, entry: NowFits, h: int, end: int) -> tuple[int, int]:
+        """`fit_count(h, now, end, need)` for a host free now with future bookings, from its
+        part of `entry` (brought up to date by `_future_entry`); the table is advanced to now,
+        so every booking on h ends after now and those starting before `end` overlap."""
+        fits, drops = entry.future[h]
+        for start, lost in drops:
+            if start >= end:
+                break
+            fits -= lost
+        return fits, bisect_left(self._keys[h], end)
+
+    def _future_entry(self, need: Capacity) -> NowFits:
+        """The `_now_fits` entry of `need` with its hosts with future bookings up to date."""
+        entry = self._now_entry(need)
+        if entry.future_seen != entry.seen:  # first asked: every such host, from here on
+            for h in self._future_set.intersection(entry.fits):
+                self._refresh_future(entry, h, need)
+            entry.future_seen = entry.seen
+        return entry
+
+    def _refresh_future(self, entry: NowFits, h: int, need: Capacity) -> None:
+        """Re-derive host h's part of `entry.future` (its fits now are up to date)."""
+        old = entry.future.pop(h, None)
+        low = entry.fits.get(h, 0)  # disabled hosts are never free now
+        if low > 0 and self._nfuture[h]:
+            part = (low, self._future_drops(h, need, low))
+            entry.future[h] = part
+            if part != old:
+                entry.steps = None
+        elif old is not None:
+            entry.steps = None
 
     def _future_drops(self, h: int, need: Capacity, low: int) -> list[tuple[int, int]]:
         """Where host h's future bookings lower the vnodes of `need` it holds from `low` now:
@@ -841,14 +875,12 @@ class SlotTable:
             if simple_total + self._future_fits(need, t + duration) < k:
                 return ()  # the hosts with future bookings cannot make up the rest (exact)
             total = simple_total
-            enabled = self.enabled
-            nfuture = self._nfuture
-            for h in sorted(self._future_set.intersection(fits_now)):
-                if nfuture[h] and enabled[h]:
-                    f, overlapping = self.fit_count(h, t, t + duration, need)
-                    if f > 0:
-                        exact[h] = Candidate(h, f, overlapping)
-                        total += f
+            entry = self._future_entry(need)  # up to date: `_future_fits` just asked
+            for h in sorted(entry.future):
+                f, overlapping = self._fit_from_now(entry, h, t + duration)
+                if f > 0:
+                    exact[h] = Candidate(h, f, overlapping)
+                    total += f
             if total < k:
                 return ()
         if not collect:
@@ -990,11 +1022,18 @@ class SlotTable:
         enabled = self.enabled
         none = -INFINITY
         alike: dict[tuple[int, int, int], list[int]] = {}
+        # At now, with nothing ended by now, the hosts with future bookings have their fits
+        # from now kept with the fits now (see `_fit_from_now`).
+        steps = (self._future_entry(need) if t == self.now and not released
+                 and not (self._ends.times and self._ends.times[0] <= t) else None)
         for h in sorted(self._future_set.intersection(contrib)):
             if contrib[h] > 0 and enabled[h]:
                 c = exact.get(h)
                 if c is None:
-                    fits, overlapping = self.fit_count(h, t, t + duration, need)
+                    if steps is not None and h in steps.future:
+                        fits, overlapping = self._fit_from_now(steps, h, t + duration)
+                    else:
+                        fits, overlapping = self.fit_count(h, t, t + duration, need)
                     if fits <= 0:
                         continue
                     if group == GROUP_ALL:

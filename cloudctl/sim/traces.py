@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from operator import attrgetter
 from xml.parsers import expat
 
@@ -84,7 +84,7 @@ def merge_traces(base: Trace, injected: Trace) -> Trace:
     if lowest < 1:
         shift += 1 - lowest
     # Copies, so the injected trace keeps its own ids.
-    shifted = [replace(r, id=r.id + shift, extra=dict(r.extra)) for r in injected.requests]
+    shifted = [r.renumbered(r.id + shift) for r in injected.requests]
     requests = [*base.requests, *shifted]
     requests.sort(key=_by_submit)
     return Trace(
