@@ -14,8 +14,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from cloudctl.errors import InvalidInput
 from cloudctl.policies.admission import cluster_fit
@@ -44,16 +43,33 @@ from cloudctl.scheduler.transfers import TransferLink
 if TYPE_CHECKING:
     from cloudctl.scheduler.burst import Burster, BurstPlan, Provider
 
-S = LeaseState
 # Phases of a run, carried out in this order when several fall on one instant: what ends goes
-# first so that capacity is given back before anything new starts.
-RUN_END, END, START, MIGRATED, RUN_START = range(5)
-_PHASE_FIELD = {START: "start", MIGRATED: "migrated", RUN_START: "run_start",
-                RUN_END: "run_end", END: "end"}
-_PHASE_STEP = {START: 1, MIGRATED: 2, RUN_START: 3, RUN_END: 4, END: 5}
-# The same, indexed by phase, for the event loop.
-_STEP_BEFORE = tuple(_PHASE_STEP[phase] - 1 for phase in range(5))
-_TIME_OF = tuple(attrgetter(_PHASE_FIELD[phase]) for phase in range(5))
+# first so that capacity is given back before anything new starts. (Final: compiled, they are
+# constants, not module lookups.)
+RUN_END: Final = 0
+END: Final = 1
+START: Final = 2
+MIGRATED: Final = 3
+RUN_START: Final = 4
+
+
+def _step_after(phase: int) -> int:
+    """`Run.step` once `phase` is carried out: the phases run START 1, MIGRATED 2,
+    RUN_START 3, RUN_END 4, END 5 (the run's own order, not the order of one instant)."""
+    return (phase + 3) % 5 + 1
+
+
+def _phase_time(run: Run, phase: int) -> int:
+    """When the run reaches `phase`."""
+    if phase == RUN_END:
+        return run.run_end
+    if phase == END:
+        return run.end
+    if phase == START:
+        return run.start
+    if phase == MIGRATED:
+        return run.migrated
+    return run.run_start
 
 Listener = Callable[[Lease, LeaseState, LeaseState, int, str], None]
 
@@ -131,7 +147,7 @@ class Decision:
 
     @property
     def accepted(self) -> bool:
-        return self.state is not S.REJECTED
+        return self.state is not LeaseState.REJECTED
 
 
 class Scheduler:
@@ -189,7 +205,7 @@ class Scheduler:
         self._tick(now)
         lease = Lease(request)
         self.leases[lease.id] = lease
-        self._move(lease, S.PENDING, now, "submitted")
+        self._move(lease, LeaseState.PENDING, now, "submitted")
         status = self._cluster_fit(request)
         if status.ok:
             status = self.policies.admission.admit(request, self.hosts)
@@ -204,7 +220,7 @@ class Scheduler:
             return self._reject(lease, now, "; ".join(reasons))
         if lease.type is LeaseType.BE:
             self._enqueue(lease)
-            self._move(lease, S.QUEUED, now, "queued")
+            self._move(lease, LeaseState.QUEUED, now, "queued")
             self._watch_wait(lease)
             return Decision(lease.id, lease.state)
         return self._schedule_exact(lease, now)
@@ -217,12 +233,12 @@ class Scheduler:
         return status
 
     def cancel(self, lease_id: int, now: int, reason: str = "cancelled") -> Lease:
-        return self._give_up(lease_id, now, S.CANCELLED, reason)
+        return self._give_up(lease_id, now, LeaseState.CANCELLED, reason)
 
     def fail(self, lease_id: int, now: int, reason: str) -> Lease:
         """The lease cannot be carried out (its driver keeps failing): give its capacity
         back and record why."""
-        return self._give_up(lease_id, now, S.FAIL, reason)
+        return self._give_up(lease_id, now, LeaseState.FAIL, reason)
 
     def _give_up(self, lease_id: int, now: int, state: LeaseState, reason: str) -> Lease:
         """End a lease before its time: the work done so far is recorded, its reservation
@@ -250,7 +266,8 @@ class Scheduler:
         done now, with no shutdown reservation, and future reservations may move earlier."""
         lease = self.leases[lease_id]
         run = lease.run
-        if run is None or lease.state is not S.ACTIVE or not run.run_start <= now < run.run_end:
+        if (run is None or lease.state is not LeaseState.ACTIVE
+                or not run.run_start <= now < run.run_end):
             raise InvalidInput(f"lease {lease_id} is not running at {self._t(now)}")
         self._tick(now)
         lease.runs.append((run.run_start, now, run.hosts))
@@ -259,7 +276,7 @@ class Scheduler:
         if lease.burst is not None and self.burster is not None:
             self.burster.settle(lease.burst, now - lease.burst.start)
         lease.done_at = now
-        self._move(lease, S.DONE, now, "ended before its reserved time")
+        self._move(lease, LeaseState.DONE, now, "ended before its reserved time")
         self._replan_future(now)
         return lease
 
@@ -295,7 +312,7 @@ class Scheduler:
         due = self._burst_due
         while due:
             t, lease_id = due[0]
-            if self.leases[lease_id].state is S.QUEUED:
+            if self.leases[lease_id].state is LeaseState.QUEUED:
                 return t if found is None or t < found else found
             heapq.heappop(due)
         return found
@@ -309,14 +326,14 @@ class Scheduler:
             if not self._valid(t, phase, run):
                 continue
             self._tick(t)
-            run.step = _PHASE_STEP[phase]
+            run.step = _step_after(phase)
             self._carry_out(run, phase, t, actions)
         self._tick(now)
         return actions
 
     def _valid(self, t: int, phase: int, run: Run) -> bool:
-        return (run.lease.run is run and run.step == _STEP_BEFORE[phase]
-                and _TIME_OF[phase](run) == t)
+        return (run.lease.run is run and run.step == _step_after(phase) - 1
+                and _phase_time(run, phase) == t)
 
     def _carry_out(self, run: Run, phase: int, t: int, actions: list[Action]) -> None:
         lease = run.lease
@@ -325,20 +342,21 @@ class Scheduler:
             self._no_earlier_fit.pop(lease.id, None)
             if lease.burst is not None:
                 if run.run_start > run.start:
-                    self._move(lease, S.PREPARING, t, f"launching on {lease.burst.provider}")
+                    self._move(lease, LeaseState.PREPARING, t,
+                               f"launching on {lease.burst.provider}")
                 actions.append(Action(t, "launch", lease.id))
             elif run.migrated > run.start:
-                self._move(lease, S.MIGRATING, t, "cold migration")
+                self._move(lease, LeaseState.MIGRATING, t, "cold migration")
                 actions.append(Action(t, "migrate", lease.id, run.hosts))
             elif run.run_start > run.start:
-                self._move(lease, S.RESUMING, t, "resuming")
+                self._move(lease, LeaseState.RESUMING, t, "resuming")
                 actions.append(Action(t, "resume", lease.id, run.hosts))
         elif phase == MIGRATED:
             if run.migrated == run.start:
                 return
             lease.migrations.append((run.start, run.migrated))
             if run.run_start > run.migrated:
-                self._move(lease, S.RESUMING, t, "resuming")
+                self._move(lease, LeaseState.RESUMING, t, "resuming")
                 actions.append(Action(t, "resume", lease.id, run.hosts))
         elif phase == RUN_START:
             if run.run_start > run.migrated and lease.burst is None:
@@ -346,7 +364,7 @@ class Scheduler:
             if lease.first_start is None:
                 lease.first_start = t
                 actions.append(Action(t, "start", lease.id, run.hosts))
-            self._move(lease, S.ACTIVE, t, "running")
+            self._move(lease, LeaseState.ACTIVE, t, "running")
             actions.append(Action(t, "running", lease.id, run.hosts))
         elif phase == RUN_END:
             if run.run_end > run.run_start:
@@ -354,7 +372,7 @@ class Scheduler:
             lease.remaining -= run.run_end - run.run_start
             lease.last_hosts = run.hosts
             if run.post == SUSPEND:
-                self._move(lease, S.SUSPENDING, t, "suspending for a preemptor")
+                self._move(lease, LeaseState.SUSPENDING, t, "suspending for a preemptor")
                 actions.append(Action(t, "suspend", lease.id, run.hosts))
             elif run.post == SHUTDOWN:
                 actions.append(Action(t, "shutdown", lease.id, run.hosts))
@@ -363,10 +381,11 @@ class Scheduler:
                 lease.last_hosts = ()
                 actions.append(Action(t, "kill", lease.id, run.hosts))
                 self._drop_run(run)
-                if lease.state is S.ACTIVE:
-                    self._move(lease, S.QUEUED, t, "killed by a preemptor; requeued")
+                if lease.state is LeaseState.ACTIVE:
+                    self._move(lease, LeaseState.QUEUED, t, "killed by a preemptor; requeued")
                 else:
-                    self._move(lease, S.SUSPENDED_QUEUED, t, "resume aborted by a preemptor")
+                    self._move(lease, LeaseState.SUSPENDED_QUEUED, t,
+                               "resume aborted by a preemptor")
                 self._enqueue(lease)
         elif phase == END:
             self._drop_run(run)
@@ -376,13 +395,13 @@ class Scheduler:
                 self.burster.settle(plan, min(t, plan.end) - plan.start)
             if run.post == SUSPEND:
                 lease.suspensions.append((run.run_end, run.end))
-                self._move(lease, S.SUSPENDED_PENDING, t, "suspended")
-                self._move(lease, S.SUSPENDED_QUEUED, t, "waiting to resume")
+                self._move(lease, LeaseState.SUSPENDED_PENDING, t, "suspended")
+                self._move(lease, LeaseState.SUSPENDED_QUEUED, t, "waiting to resume")
                 self._enqueue(lease)
                 actions.append(Action(t, "suspended", lease.id, run.hosts))
             else:
                 lease.done_at = t
-                self._move(lease, S.DONE, t, "done")
+                self._move(lease, LeaseState.DONE, t, "done")
                 actions.append(Action(t, "done", lease.id, run.hosts))
 
     def _tick(self, now: int) -> None:
@@ -462,7 +481,7 @@ class Scheduler:
         cfg = self.config
         return (not (self._fixed_future > 0 and lease.preemptible and cfg.suspension_enabled)
                 and (not lease.image or cfg.image_transfer == "none")
-                and lease.state is not S.SUSPENDED_QUEUED)
+                and lease.state is not LeaseState.SUSPENDED_QUEUED)
 
     def _enqueue(self, lease: Lease) -> None:
         queue = self.queue
@@ -490,10 +509,10 @@ class Scheduler:
                 continue
             self._future_be.discard(lease_id)
             self._release(run, now)
-            if lease.state is S.SUSPENDED_SCHEDULED:
-                self._move(lease, S.SUSPENDED_QUEUED, now, "re-planned")
+            if lease.state is LeaseState.SUSPENDED_SCHEDULED:
+                self._move(lease, LeaseState.SUSPENDED_QUEUED, now, "re-planned")
             else:
-                self._move(lease, S.QUEUED, now, "re-planned")
+                self._move(lease, LeaseState.QUEUED, now, "re-planned")
             # Re-place it at once, before the queue: its old slot is free again, so it can only
             # move earlier; leases still waiting in the queue never overtake it.
             if not self._schedule_be(lease, now, may_reserve=True):
@@ -548,7 +567,7 @@ class Scheduler:
     def _schedule_be(self, lease: Lease, now: int, may_reserve: bool) -> bool:
         cfg = self.config
         need = lease.need
-        suspended = lease.state is S.SUSPENDED_QUEUED
+        suspended = lease.state is LeaseState.SUSPENDED_QUEUED
         suspendable = lease.preemptible and cfg.suspension_enabled and self._fixed_future > 0
         if not may_reserve and self._room_now(lease) < lease.nodes:
             lease.reason = self._waiting_reason(lease, now, may_reserve)
@@ -624,7 +643,7 @@ class Scheduler:
             if plain:
                 # A plain lease takes the first start the sweep yields: it fits nowhere earlier.
                 self._no_earlier_fit[lease.id] = (run, self.table.freed)
-        new = S.SUSPENDED_SCHEDULED if suspended else S.SCHEDULED
+        new = LeaseState.SUSPENDED_SCHEDULED if suspended else LeaseState.SCHEDULED
         when = "now" if run.start <= now else f"at {self._t(run.start)} (future reservation)"
         self._move(lease, new, now, f"scheduled {when}")
         return True
@@ -838,7 +857,7 @@ class Scheduler:
         run = Run(lease, hosts, start, start, start, run_end, end, SHUTDOWN)
         self._book(run, now)
         self._fixed_future += 1
-        self._move(lease, S.SCHEDULED, now, f"reserved [{self._t(start)}, {self._t(end)})")
+        self._move(lease, LeaseState.SCHEDULED, now, f"reserved [{self._t(start)}, {self._t(end)})")
         if preempted:
             self._replan_future(now)
             self.schedule(now)
@@ -974,10 +993,10 @@ class Scheduler:
             self._release(run, now)
             self._future_be.discard(victim.id)
             why = f"gave up its slot to an AR at {self._t(at)}"
-            if victim.state is S.SUSPENDED_SCHEDULED:
-                self._move(victim, S.SUSPENDED_QUEUED, now, why)
+            if victim.state is LeaseState.SUSPENDED_SCHEDULED:
+                self._move(victim, LeaseState.SUSPENDED_QUEUED, now, why)
             else:
-                self._move(victim, S.QUEUED, now, why)
+                self._move(victim, LeaseState.QUEUED, now, why)
             self._enqueue(victim)
             return Preemption(victim.id, "requeue", at)
         if self.config.suspension_enabled:
@@ -1034,7 +1053,7 @@ class Scheduler:
         self._push(run)
 
     def _push(self, run: Run) -> None:
-        """Queue the run's phases not yet carried out (`_PHASE_FIELD` order, one sequence
+        """Queue the run's phases not yet carried out (in the run's order, one sequence
         number each), written out: every run is pushed at least once."""
         heap = self._heap
         push = heapq.heappush
@@ -1079,8 +1098,8 @@ class Scheduler:
 
     def _reject(self, lease: Lease, now: int, reason: str) -> Decision:
         lease.reason = reason
-        self._move(lease, S.REJECTED, now, reason)
-        return Decision(lease.id, S.REJECTED, reasons=[reason])
+        self._move(lease, LeaseState.REJECTED, now, reason)
+        return Decision(lease.id, LeaseState.REJECTED, reasons=[reason])
 
     def _move(self, lease: Lease, new: LeaseState, now: int, reason: str) -> None:
         old = lease.move(new)
@@ -1103,7 +1122,7 @@ class Scheduler:
         while due and due[0][0] <= now:
             _, lease_id = heapq.heappop(due)
             lease = self.leases[lease_id]
-            if lease.state is not S.QUEUED or lease.first_start is not None:
+            if lease.state is not LeaseState.QUEUED or lease.first_start is not None:
                 continue
             waited = now - lease.submit
             reasons: list[str] = []
@@ -1149,7 +1168,7 @@ class Scheduler:
         where = f"{plan.nodes} x {plan.instance_type}"
         if home:
             where += f" (and {len(home)} node(s) here)"
-        self._move(lease, S.SCHEDULED, now,
+        self._move(lease, LeaseState.SCHEDULED, now,
                    f"burst to {plan.provider}: {where} at ${plan.price_per_hour}/h, "
                    f"~${plan.cost:.2f} ({why})")
         return True
@@ -1184,7 +1203,7 @@ class Scheduler:
         lease.first_start = None  # its instances never ran
         why = f"burst to {plan.provider} failed: {reason}"
         if lease.type is LeaseType.BE:
-            self._move(lease, S.QUEUED, now, f"{why}; back in the local queue")
+            self._move(lease, LeaseState.QUEUED, now, f"{why}; back in the local queue")
             self._enqueue(lease)
             self.schedule(now)
             return lease
@@ -1192,7 +1211,7 @@ class Scheduler:
                 lease, plan.run_start, now, f"{why}; placed on local hosts"):
             self._replan_future(now)
             return lease
-        self._move(lease, S.FAIL, now, why)
+        self._move(lease, LeaseState.FAIL, now, why)
         self._replan_future(now)
         return lease
 
@@ -1223,9 +1242,9 @@ class Scheduler:
         bookings: list[Booking] = []
         for lease, run in saved:
             self.leases[lease.id] = lease
-            if lease.state in (S.QUEUED, S.SUSPENDED_QUEUED):
+            if lease.state in (LeaseState.QUEUED, LeaseState.SUSPENDED_QUEUED):
                 self._enqueue(lease)
-                if lease.state is S.QUEUED:
+                if lease.state is LeaseState.QUEUED:
                     self._watch_wait(lease)
             if lease.burst is not None and self.burster is not None:
                 self.burster.restore(lease.burst, lease.state.final)
@@ -1252,7 +1271,8 @@ class Scheduler:
         lease = self.leases[lease_id]
         self._tick(now)
         run = lease.run
-        if lease.state is not S.ACTIVE or run is None or not run.run_start <= now < run.run_end:
+        if (lease.state is not LeaseState.ACTIVE or run is None
+                or not run.run_start <= now < run.run_end):
             return f"lease {lease_id} is {lease.state.value}, not running"
         if not 0 <= node < len(run.hosts):
             return f"lease {lease_id} has no node {node}"
@@ -1287,7 +1307,7 @@ class Scheduler:
         if lease in self.queue:
             self._dequeue(lease)
         if run is not None:
-            if run.run_start < now and run.step >= _PHASE_STEP[RUN_START]:
+            if run.run_start < now and run.step >= _step_after(RUN_START):
                 lease.runs.append((run.run_start, min(now, run.run_end), run.hosts))
             self._future_be.discard(lease.id)
             self._release(run, now)
@@ -1299,17 +1319,17 @@ class Scheduler:
         if plan is not None and lease.type is not LeaseType.BE:
             if not (lease.type is LeaseType.AR and plan.run_start >= now and self._place_ar(
                     lease, plan.run_start, now, f"{reason}; placed on local hosts")):
-                self._move(lease, S.FAIL, now, f"{reason}; its local nodes have no other "
+                self._move(lease, LeaseState.FAIL, now, f"{reason}; its local nodes have no other "
                                                f"host and its instances were let go")
         elif lease.type is LeaseType.BE:
             lease.remaining = lease.duration
             lease.last_hosts = ()
-            self._move(lease, S.QUEUED, now, f"{reason}; requeued, starts over")
+            self._move(lease, LeaseState.QUEUED, now, f"{reason}; requeued, starts over")
             self._enqueue(lease)
         elif run is not None and run.step == 0 and run.start >= now:
             hosts = self._place_exact(lease, run.start, run.end, self._allowed(lease))
             if hosts is None:
-                self._move(lease, S.FAIL, now, f"{reason}; no other host free for "
+                self._move(lease, LeaseState.FAIL, now, f"{reason}; no other host free for "
                                                f"[{self._t(run.start)}, {self._t(run.end)})")
             else:
                 again = Run(lease, hosts, run.start, run.start, run.start, run.run_end,
@@ -1318,7 +1338,7 @@ class Scheduler:
                 self._fixed_future += 1
                 lease.reason = f"{reason}; re-placed on other hosts"
         else:
-            self._move(lease, S.FAIL, now, reason)
+            self._move(lease, LeaseState.FAIL, now, reason)
         self._replan_future(now)
         self.schedule(now)
         return lease

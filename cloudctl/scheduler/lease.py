@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from cloudctl.scheduler.model import (
     Capacity,
@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from cloudctl.scheduler.burst import BurstPlan
 
 # What ends a run: the lease shuts down, is suspended, or is killed and requeued.
-SHUTDOWN, SUSPEND, KILL = "shutdown", "suspend", "kill"
+SHUTDOWN: Final = "shutdown"
+SUSPEND: Final = "suspend"
+KILL: Final = "kill"
 
 
 class Run:

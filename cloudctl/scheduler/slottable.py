@@ -16,16 +16,18 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from operator import attrgetter
+from typing import Final
 
 from cloudctl.scheduler.model import Capacity, HostSpec
 
-INFINITY = 1 << 62
+# Module constants are Final: compiled, they are C constants rather than module lookups.
+INFINITY: Final = 1 << 62
 # How `sweep` may hand over hosts alike but for their index, as one candidate: not at all;
 # the hosts without future bookings; every host (for callers that read no `Candidate.until`,
 # which only hosts with future bookings have).
-GROUP_NONE = 0
-GROUP_SIMPLE = 1
-GROUP_ALL = 2
+GROUP_NONE: Final = 0
+GROUP_SIMPLE: Final = 1
+GROUP_ALL: Final = 2
 
 
 class Booking:
