@@ -144,9 +144,6 @@ class TimeIndex:
         self.times: list[int] = []
         self.items: list[Booking] = []
 
-    def __len__(self) -> int:
-        return len(self.times)
-
     def insert(self, t: int, b: Booking) -> None:
         times = self.times
         i = bisect_left(times, t)
@@ -1026,14 +1023,14 @@ class SlotTable:
         alike: dict[tuple[int, int, int], list[int]] = {}
         # At now, with nothing ended by now, the hosts with future bookings have their fits
         # from now kept with the fits now (see `_fit_from_now`).
-        steps = (self._future_entry(need) if t == self.now and not released
-                 and not (self._ends.times and self._ends.times[0] <= t) else None)
+        kept = (self._future_entry(need) if t == self.now and not released
+                and not (self._ends.times and self._ends.times[0] <= t) else None)
         for h in sorted(self._future_set.intersection(contrib)):
             if contrib[h] > 0 and enabled[h]:
                 c = exact.get(h)
                 if c is None:
-                    if steps is not None and h in steps.future:
-                        fits, overlapping = self._fit_from_now(steps, h, t + duration)
+                    if kept is not None and h in kept.future:
+                        fits, overlapping = self._fit_from_now(kept, h, t + duration)
                     else:
                         fits, overlapping = self.fit_count(h, t, t + duration, need)
                     if fits <= 0:
