@@ -899,32 +899,25 @@ class Scheduler:
             j = i + 1
             while j < n and ranked[j][0] == k:
                 j += 1
-            if j == i + 1:  # one candidate (maybe a group, its hosts in host order)
-                fits = c.fits
-                group = c.group if c.group is not None else [c.host]
-                if fits == 1:
-                    chosen.extend(group[:left])
-                    left -= min(left, len(group))
-                    if not left:
-                        return tuple(chosen)
-                else:
-                    for h in group:
-                        if fits >= left:
-                            chosen.extend([h] * left)
-                            return tuple(chosen)
-                        chosen.extend([h] * fits)
-                        left -= fits
-            else:  # equal scores: the hosts of every group among them, in host order
-                members = [(h, cc.fits) for _, _, cc in ranked[i:j]
-                           for h in (cc.group or (cc.host,))]
+            i, first = j, i
+            if j == first + 1 and c.fits == 1:  # one candidate, one VM per host: in order
+                hosts = c.group if c.group is not None else [c.host]
+                chosen.extend(hosts[:left])
+                left -= min(left, len(hosts))
+                if not left:
+                    return tuple(chosen)
+                continue
+            # Equal scores: the hosts of every group among them, in host order.
+            members = [(h, cc.fits) for _, _, cc in ranked[first:j]
+                       for h in (cc.group or (cc.host,))]
+            if j > first + 1:
                 members.sort()
-                for h, fits in members:
-                    if fits >= left:
-                        chosen.extend([h] * left)
-                        return tuple(chosen)
-                    chosen.extend([h] * fits)
-                    left -= fits
-            i = j
+            for h, fits in members:
+                if fits >= left:
+                    chosen.extend([h] * left)
+                    return tuple(chosen)
+                chosen.extend([h] * fits)
+                left -= fits
         return None if most is None else tuple(chosen)
 
     def _find_victims(self, lease: Lease, start: int, end: int,

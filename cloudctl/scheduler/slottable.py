@@ -370,8 +370,8 @@ class SlotTable:
         """`add` for many bookings of any times (a table rebuilt from a store), each list
         sorted once at the end rather than one insertion per booking."""
         touched: set[int] = set()
-        ends = self._ends.items + []
-        starts = self._starts.items + []
+        ends = list(self._ends.items)
+        starts = list(self._starts.items)
         for b in bookings:
             self._seq += 1
             b.seq = self._seq
@@ -468,10 +468,7 @@ class SlotTable:
                 del ends.times[i:i + n]
                 del ends.items[i:i + n]
                 self._log_freed(end, old_end)
-                # `_uncount_now` and `_host_delete` written out, as in `add_all`.
-                nfuture = self._nfuture
-                keys_of = self._keys
-                by_host = self.by_host
+                # `_uncount_now` written out, as in `add_all`.
                 used_now = self._used_now
                 cap = self.cap
                 enabled = self.enabled
@@ -490,14 +487,7 @@ class SlotTable:
                         free_now.add(h)
                     else:
                         free_now.discard(h)
-                    keys = keys_of[h]
-                    on_host = by_host[h]
-                    k = bisect_left(keys, start)
-                    while on_host[k] is not b:
-                        k += 1
-                    del keys[k]
-                    del on_host[k]
-                    b.live = False
+                    self._host_delete(b)
                 self.version += 1
                 return
         for b in live:
