@@ -1,6 +1,6 @@
 """Schedule digests: a fixed list of simulations, each lease's record hashed.
 
-    .venv/bin/python bench/digests.py            # compare with bench/digests.json (exit 1 on a change)
+    .venv/bin/python bench/digests.py            # compare with bench/digests.json (exit 1: changed)
     .venv/bin/python bench/digests.py --write    # record the current schedules as the reference
     .venv/bin/python bench/digests.py --only kth # the runs whose name contains "kth"
 

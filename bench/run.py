@@ -164,8 +164,10 @@ def build_store(db: Path, n_hosts: int, leases: list[Any], now: int) -> None:
     sys.path.insert(0, str(ROOT))
     from cloudctl.drivers.registry import default_uri
 
+    from cloudctl.domain import LeaseState
     from cloudctl.store.db import Store
     from cloudctl.store.records import HostRecord
+    from cloudctl.views import lease_list_text
 
     store = Store(db, create=True, check_schema=False)
     store.migrate(now)
@@ -177,8 +179,8 @@ def build_store(db: Path, n_hosts: int, leases: list[Any], now: int) -> None:
                                       default_uri("test", name, 8, 32768, state_dir),
                                       added_at=now))
         for record in leases:
-            store.save_lease(record, final=record.state in ("done", "cancelled", "fail",
-                                                            "rejected"))
+            store.save_lease(record, final=LeaseState(record.state).final,
+                             list_text=lease_list_text(record))
         store.set_meta("clock", str(now))
     store.close()
 

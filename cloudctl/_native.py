@@ -15,6 +15,7 @@ from importlib.machinery import EXTENSION_SUFFIXES, SOURCE_SUFFIXES, FileFinder,
 
 # Paths relative to the repository root, as mypyc takes them.
 COMPILED = (
+    "cloudctl/domain.py",
     "cloudctl/scheduler/slottable.py",
     "cloudctl/scheduler/core.py",
     "cloudctl/scheduler/lease.py",

@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from cloudctl.domain import VMStatus
 from cloudctl.errors import BackendError, CloudctlError, InvalidInput
 from cloudctl.scheduler.burst import (
     Burster,
@@ -172,28 +173,28 @@ class CloudEnactment:
         assert vm.cloud is not None
         inst = self._last(vm)
         live = inst if inst is not None and inst.ended_at is None else None
-        if vm.want == "gone":
+        if vm.want == VMStatus.GONE:
             if live is not None:
                 self._terminate(live)
-            return "gone"
+            return VMStatus.GONE
         driver = self.driver(vm.cloud)
-        if vm.want == "suspended":
+        if vm.want == VMStatus.SUSPENDED:
             if live is None or live.instance_id is None:
                 raise BackendError(f"{vm.name}: nothing to stop (no instance)")
             driver.stop([live.instance_id])
             live.state = "stopped"
             self._save(live)
-            return "suspended"
+            return VMStatus.SUSPENDED
         if live is not None and live.state == "stopped" and live.instance_id:
             driver.start([live.instance_id])
         elif live is None or live.instance_id is None:
             live = self._launch(vm, live, lease_image, plan)
         assert live.instance_id is not None
         found = driver.wait_running([live.instance_id])[0]
-        live.state = "running"
+        live.state = VMStatus.RUNNING
         live.private_ip, live.public_ip = found.private_ip, found.public_ip
         self._save(live)
-        return "running"
+        return VMStatus.RUNNING
 
     def _launch(self, vm: VMRecord, pending: InstanceRecord | None, image: str | None,
                 plan: Mapping[str, Any]) -> InstanceRecord:
@@ -243,7 +244,7 @@ class CloudEnactment:
         no live lease owns."""
         out: dict[str, list[str]] = {"adopted": [], "unowned": [], "reaped": [],
                                      "unreachable": []}
-        wanted = {vm.name for vm in live_vms if vm.cloud and vm.want != "gone"}
+        wanted = {vm.name for vm in live_vms if vm.cloud and vm.want != VMStatus.GONE}
         with self.store.read():
             rows = self.store.instances()
         by_token = {r.client_token: r for r in rows}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudctl.config import Settings
+from cloudctl.domain import HostStatus, LeaseState, VMStatus
 from cloudctl.errors import BackendError, CloudctlError
 from cloudctl.store.db import Store
 from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, TransferRecord, VMRecord
@@ -24,8 +25,10 @@ if TYPE_CHECKING:
     from cloudctl.drivers.storage import LocalStorage, RemoteStorage
 
 # Lease states in which a suspended lease planned elsewhere has not begun to move.
-WAITING_TO_MIGRATE = ("suspending", "suspended-pending", "suspended-queued",
-                      "suspended-scheduled")
+WAITING_TO_MIGRATE = frozenset({LeaseState.SUSPENDING, LeaseState.SUSPENDED_PENDING,
+                                LeaseState.SUSPENDED_QUEUED, LeaseState.SUSPENDED_SCHEDULED})
+# What a VM is before its domain exists (or when it vanished, or its creation failed).
+NOT_CREATED = (VMStatus.PENDING, VMStatus.MISSING, VMStatus.ERROR)
 
 
 def vm_spec(vm: VMRecord, image: ImageRecord | None, logs: Path | None = None) -> VMSpec:
@@ -133,10 +136,10 @@ class Enactor:
                 domains = self.pool.get(host).list_vms()
             except CloudctlError as error:
                 report.unreachable.append(f"{host.name}: {error}")
-                if host.status == "ok":
+                if host.status == HostStatus.OK:
                     report.lost_hosts[host.name] = f"host {host.name} stopped answering: {error}"
                 continue
-            if host.status != "ok":
+            if host.status != HostStatus.OK:
                 report.recovered_hosts.append(host.name)
             mine = by_host.get(host.name, {})
             for name, vm in mine.items():
@@ -153,13 +156,13 @@ class Enactor:
         state = seen if seen is not None else VMState.MISSING
         active = state in (VMState.RUNNING, VMState.PAUSED)
         before = vm.state
-        if vm.state == "running" and not active:
-            vm.state = "missing"
+        if vm.state == VMStatus.RUNNING and not active:
+            vm.state = VMStatus.MISSING
             report.missing.append(f"{vm.name} on {vm.host}")
-        elif vm.state in ("pending", "missing", "error") and active and vm.want == "running":
-            vm.state = "running"  # created by a tick that did not live to record it
-        elif vm.state == "suspended" and active and vm.want == "suspended":
-            vm.state = "running"  # its save never happened: enactment will do it
+        elif vm.state in NOT_CREATED and active and vm.want == VMStatus.RUNNING:
+            vm.state = VMStatus.RUNNING  # created by a tick that did not live to record it
+        elif vm.state == VMStatus.SUSPENDED and active and vm.want == VMStatus.SUSPENDED:
+            vm.state = VMStatus.RUNNING  # its save never happened: enactment will do it
         if vm.state != before:
             self._record(vm, before, f"hypervisor reports {state.value}")
 
@@ -175,7 +178,7 @@ class Enactor:
         now = self.now()
         # Stops and suspensions first: what starts or resumes in this tick may need the room
         # they free on the same host (a host is never over-committed, even for a moment).
-        for vm in sorted(vms, key=lambda v: v.want == "running"):
+        for vm in sorted(vms, key=lambda v: v.want == VMStatus.RUNNING):
             if vm.state == vm.want and vm.old_host is None:
                 continue
             if vm.retry_at is not None and vm.retry_at > now:
@@ -183,13 +186,13 @@ class Enactor:
                 continue
             if vm.old_host is not None:
                 moved_from, old = vm.old_host, hosts.get(vm.old_host)
-                if old is not None and old.status == "ok":
+                if old is not None and old.status == HostStatus.OK:
                     try:
                         self._suspend_where_it_ran(vm, old)
                     except CloudctlError as error:
                         self._failed(vm, vm.state, error, report)
                         continue
-                if old is not None and old.status != "ok":
+                if old is not None and old.status != HostStatus.OK:
                     # Fenced: what is left of it there is destroyed when the host is back.
                     report.waiting.append(f"{vm.name}: left on {old.name}, which is in error")
                     if vm.state == vm.want or self._files_to_move(vm, old, hosts):
@@ -213,12 +216,12 @@ class Enactor:
                 self._enact_cloud(vm, report)
                 continue
             host = hosts.get(vm.host or "")
-            if host is not None and host.status != "ok":
+            if host is not None and host.status != HostStatus.OK:
                 report.waiting.append(f"{vm.name}: to be {vm.want}; {host.name} is in error")
                 continue
             if host is None:
-                if vm.want == "gone":
-                    self._done(vm, "gone", "its host is gone", report)
+                if vm.want == VMStatus.GONE:
+                    self._done(vm, VMStatus.GONE, "its host is gone", report)
                 continue
             before = vm.state
             try:
@@ -235,7 +238,7 @@ class Enactor:
         still run on `old`: it is suspended there first, so that its memory goes with it."""
         from cloudctl.drivers.base import VMState
 
-        if vm.want != "suspended" or vm.state == "suspended":
+        if vm.want != VMStatus.SUSPENDED or vm.state == VMStatus.SUSPENDED:
             return
         driver = self.pool.get(old)
         if driver.state(vm.name) not in (VMState.RUNNING, VMState.PAUSED):
@@ -244,7 +247,7 @@ class Enactor:
         path = storage.save_path(vm.name)
         storage.prepare()
         driver.suspend(vm.name, path)
-        before, vm.state, vm.save_path = vm.state, "suspended", path
+        before, vm.state, vm.save_path = vm.state, VMStatus.SUSPENDED, path
         self._record(vm, before, f"suspended on {old.name}, where it ran, before it moves")
 
     def _files_to_move(self, vm: VMRecord, old: HostRecord,
@@ -252,7 +255,8 @@ class Enactor:
         """Whether the suspended VM's disk and memory image are still to go from `old` (whose
         storage is not its new host's) to its new host."""
         new = hosts.get(vm.host or "")
-        if new is None or vm.state != "suspended" or vm.want == "gone" or not vm.save_path:
+        if (new is None or vm.state != VMStatus.SUSPENDED or vm.want == VMStatus.GONE
+                or not vm.save_path):
             return False  # (a lease that ended needs its files removed, not moved)
         source, dest = self.pool.storage(old), self.pool.storage(new)
         return source.location != dest.location and vm.save_path != dest.save_path(vm.name)
@@ -327,8 +331,8 @@ class Enactor:
         try:
             state = self.clouds().apply(vm, vm.image, plan)
         except CloudctlError as error:
-            if vm.want == "running" and before in ("pending", "error", "missing", "gone"):
-                vm.state, vm.error = "error", f"launch on {vm.cloud}: {error}"
+            if vm.want == VMStatus.RUNNING and before in (*NOT_CREATED, VMStatus.GONE):
+                vm.state, vm.error = VMStatus.ERROR, f"launch on {vm.cloud}: {error}"
                 self._record(vm, before, vm.error)
                 report.failed.append(f"{vm.name}: {vm.error}")
                 report.unburst.setdefault(vm.lease_id, f"{error}")
@@ -345,30 +349,31 @@ class Enactor:
         driver = self.pool.get(host)
         want = vm.want
         storage = self.pool.storage(host)
-        if want == "gone":
-            if vm.state == "running":
+        if want == VMStatus.GONE:
+            if vm.state == VMStatus.RUNNING:
                 driver.shutdown(vm.name, float(self.settings.shutdown_grace))
             else:
                 driver.destroy(vm.name)
             self._drop_save(vm, storage)
             storage.remove_disk(vm.name, vm.disk_path)
             vm.disk_path = None
-            return "gone"
-        if want == "suspended":
+            return VMStatus.GONE
+        if want == VMStatus.SUSPENDED:
             # A memory image already there is a suspend that a killed tick did not record.
             path = vm.save_path or storage.save_path(vm.name)
-            if vm.state in ("pending", "missing", "gone") and not storage.exists(path):
+            if (vm.state in (VMStatus.PENDING, VMStatus.MISSING, VMStatus.GONE)
+                    and not storage.exists(path)):
                 raise BackendError(f"{vm.name}: nothing to suspend (it never ran)")
             storage.prepare()
             driver.suspend(vm.name, path)
             vm.save_path = path
-            return "suspended"
-        # want == "running"
+            return VMStatus.SUSPENDED
+        # want == VMStatus.RUNNING
         if vm.save_path and storage.exists(vm.save_path):
             # The disk is named: a cold migration may have moved it since the save.
             driver.resume(vm.name, vm.save_path, disk_path=vm.disk_path)
             self._drop_save(vm, storage)
-            return "running"
+            return VMStatus.RUNNING
         image = images.get(vm.image or "")
         if image is not None:
             # Its path is derived from the VM's name: a disk made by a killed tick is reused,
@@ -379,7 +384,7 @@ class Enactor:
                 self._record_transfer(image, host, sent, self.now())
         self.logs.mkdir(parents=True, exist_ok=True, mode=0o700)
         driver.create(vm_spec(vm, image, self.logs))
-        return "running"
+        return VMStatus.RUNNING
 
     def _record_transfer(self, image: ImageRecord, host: HostRecord, sent: Any,
                          at: int) -> None:
@@ -410,12 +415,12 @@ class Enactor:
         vm.error = f"{vm.want}: {error}"
         delay = self.settings.retry_backoff * 2 ** (vm.attempts - 1)
         vm.retry_at = now + delay
-        vm.state = "error" if before in ("pending", "missing", "error") else before
+        vm.state = VMStatus.ERROR if before in NOT_CREATED else before
         limit = self.settings.max_attempts
         reason = f"{vm.error} (attempt {vm.attempts}/{limit})"
         self._record(vm, before, reason)
         report.failed.append(f"{vm.name}: {reason}")
-        if vm.attempts >= limit and vm.want != "gone":
+        if vm.attempts >= limit and vm.want != VMStatus.GONE:
             report.exhausted[vm.lease_id] = f"vm {vm.name}: {vm.error} " \
                                             f"(gave up after {vm.attempts} attempts)"
 

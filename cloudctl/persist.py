@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from cloudctl.domain import HostStatus, LeaseState, LeaseType
 from cloudctl.policies.registry import PolicySet
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Listener, Scheduler
 from cloudctl.scheduler.lease import Lease, Run
-from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseState, LeaseType
+from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest
 from cloudctl.store.records import HostRecord, LeaseRecord, ReservationRecord
 
 if TYPE_CHECKING:  # bursting loads only where a cloud is configured
@@ -24,7 +25,7 @@ _PAIRS = ("suspensions", "resumptions", "migrations", "transfers")
 def host_specs(hosts: Sequence[HostRecord]) -> list[HostSpec]:
     """A host in error is out of the scheduler's reach, like a disabled one."""
     return [HostSpec(h.name, Capacity(h.cpus, h.memory_mib, h.disk_mib),
-                     enabled=h.enabled and h.status == "ok") for h in hosts]
+                     enabled=h.enabled and h.status == HostStatus.OK) for h in hosts]
 
 
 def build_scheduler(hosts: Sequence[HostRecord], leases: Sequence[LeaseRecord],

@@ -1,26 +1,55 @@
 """The composition root: the one place that assembles cloudctl for a mode of operation.
 
-`build_simulation` wires a trace, simulated hosts and the scheduler together; `build_real`
-will join it for real drivers. Nothing else in the code base branches on the mode.
+`build_real` gives a command its `App` (settings from the environment and config, the real
+or a fixed clock, the store, real drivers); `build_simulation` wires a trace, simulated hosts
+and the scheduler together. Nothing else in the code base branches on the mode. Imports are
+made inside each builder, so a listing command never loads the scheduler.
 """
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from cloudctl.errors import InvalidInput
-from cloudctl.policies.registry import PolicySet
-from cloudctl.scheduler.burst import Burster
-from cloudctl.scheduler.config import SchedulerConfig
-from cloudctl.scheduler.core import Scheduler
-from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest
-from cloudctl.sim.traces import Trace, load_trace, merge_traces
+
+if TYPE_CHECKING:
+    from cloudctl.app import App
+    from cloudctl.scheduler.burst import Burster
+    from cloudctl.scheduler.config import SchedulerConfig
+    from cloudctl.scheduler.core import Scheduler
+    from cloudctl.scheduler.model import HostSpec, LeaseRequest
+    from cloudctl.sim.traces import Trace
 
 DEFAULT_NODE_CPUS = 1
 DEFAULT_NODE_MEMORY_MIB = 1024
 # Traces never say how much disk a host has; disk is still checked, so give hosts room for
 # any request until a --node-disk option exists.
 HOST_DISK_MIB = 10**9
+
+
+def clock_from(env: Mapping[str, str]) -> Callable[[], int]:
+    """The real clock, or a fixed one from CLOUDCTL_NOW (ISO 8601 or Unix seconds) for
+    demos and tests that step through time."""
+    fixed = env.get("CLOUDCTL_NOW")
+    if not fixed:
+        return lambda: int(time.time())
+    from cloudctl.timefmt import parse_time
+
+    value = int(fixed) if fixed.lstrip("-").isdigit() else \
+        parse_time(fixed, int(time.time()), option="CLOUDCTL_NOW")
+    return lambda: value
+
+
+def build_real(env: Mapping[str, str], db: str | None = None) -> App:
+    """A command's cloud: settings from `env` and the config file (`db` overrides the
+    store's path), the clock `env` asks for, real drivers opened when first used."""
+    from cloudctl.app import App
+    from cloudctl.config import load_settings
+
+    return App(load_settings(env, db), clock_from(env))
 
 
 def build_simulation(
@@ -39,6 +68,11 @@ def build_simulation(
     Host size comes from the options, else from the trace's header or <site>, else 1 CPU and
     1024 MiB. SWF jobs (which record no memory) each get one CPU's share of a host's memory.
     """
+    from cloudctl.policies.registry import PolicySet
+    from cloudctl.scheduler.core import Scheduler
+    from cloudctl.scheduler.model import Capacity, HostSpec
+    from cloudctl.sim.traces import load_trace, merge_traces
+
     name = os.fspath(trace_path)
     for option, value in (("--nodes", nodes), ("--node-cpus", node_cpus),
                           ("--node-memory", node_memory)):

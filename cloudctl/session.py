@@ -12,19 +12,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
+from cloudctl.domain import LeaseState, VMStatus
+from cloudctl.errors import Conflict
 from cloudctl.persist import build_scheduler, to_record
 from cloudctl.scheduler.config import SchedulerConfig
+from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.lease import Lease
-from cloudctl.scheduler.model import LeaseState
+from cloudctl.scheduler.plan import vm_plans
 from cloudctl.store.db import Store
 from cloudctl.store.records import EventRecord, HostRecord, LeaseRecord, VMRecord
+from cloudctl.views import lease_list_text
 
-S = LeaseState
 T = TypeVar("T")
-RUN_END_DONE = 4  # Run.step once its run_end phase was carried out (see Scheduler.advance)
-SUSPENDED_STATES = (S.SUSPENDING, S.SUSPENDED_PENDING, S.SUSPENDED_QUEUED,
-                    S.SUSPENDED_SCHEDULED, S.MIGRATING)
-RUNNING_STATES = (S.ACTIVE, S.RESUMING, S.RESUMED_READY)
 
 
 def vm_name(lease_id: int, node: int, prefix: str = "cloudctl") -> str:
@@ -90,6 +89,12 @@ class Session:
                reason: str) -> None:
         self.events.append(EventRecord(at, f"lease {lease.id}", old.value, new.value, reason))
 
+    def need_scheduler(self) -> Scheduler:
+        """The scheduler, or a conflict when the cloud has nothing to schedule on."""
+        if self.scheduler is None:
+            raise Conflict("the cloud has no hosts yet; add one with 'cloudctl host add'")
+        return self.scheduler
+
     def confined(self) -> bool:
         """Whether a partial session saw all that mattered: nothing was preempted and no
         lease waits in the queue (a preempted lease is placed again, and a queue walk looks
@@ -117,7 +122,9 @@ class Session:
         """Write every changed lease, the VMs it now wants, the events; return the leases."""
         changed = self.changed()
         for lease in changed:
-            self.store.save_lease(self.record(lease), final=lease.state.final)
+            record = self.record(lease)
+            self.store.save_lease(record, final=lease.state.final,
+                                  list_text=lease_list_text(record))
             self._want_vms(lease)
         self.store.add_events(self.events)
         self.events = []
@@ -132,59 +139,43 @@ class Session:
         return changed
 
     def _want_vms(self, lease: Lease) -> None:
-        """What the schedule asks of each of the lease's VMs, from its state alone."""
-        run = lease.run
-        state = lease.state
-        hosts: tuple[int, ...] = ()
-        plan = lease.burst
-        # A burst lease's last `plan.nodes` nodes run on the cloud, the others (if any) here.
-        home = lease.nodes - plan.nodes if plan is not None else lease.nodes
-        if plan is not None and state is S.PREPARING and run is not None:
-            want = "running"  # launched: it boots
-            hosts = run.hosts
-        elif state in RUNNING_STATES and run is not None:
-            want = "gone" if run.step >= RUN_END_DONE else "running"
-            hosts = run.hosts
-        elif state in SUSPENDED_STATES:
-            want = "suspended"
-            hosts = run.hosts if run is not None else lease.last_hosts
-        else:
-            want = "gone"
+        """Record what the schedule's plan wants of each of the lease's VMs (enactment
+        carries it out after the transaction)."""
         existing = {vm.node: vm for vm in self.store.vms(lease_id=lease.id)}
-        for node in range(lease.nodes):
+        for plan in vm_plans(lease):
+            node, want, cloud = plan.node, plan.want, plan.cloud
             vm = existing.get(node)
-            host = self.names[hosts[node]] if node < len(hosts) else None
-            cloud = plan.provider if plan is not None and node >= home else None
+            host = self.names[plan.host] if plan.host is not None else None
             if vm is None:
-                if want == "gone":
+                if want is VMStatus.GONE:
                     continue
                 vm = VMRecord(lease.id, node, vm_name(lease.id, node, self.vm_prefix), host,
-                              "pending", want, updated_at=self.now, cloud=cloud)
+                              VMStatus.PENDING.value, want.value, updated_at=self.now, cloud=cloud)
             elif vm.want == want and (host is None or vm.host == host) and (
                     cloud is None or vm.cloud == cloud):
                 continue
             else:
-                if want == "running" and vm.state == "gone":
-                    vm.state, vm.save_path = "pending", None  # starts over from its image
-                if host is not None and host != vm.host and vm.state != "gone":
+                if want is VMStatus.RUNNING and vm.state == VMStatus.GONE:
+                    vm.state, vm.save_path = VMStatus.PENDING.value, None  # starts over anew
+                if host is not None and host != vm.host and vm.state != VMStatus.GONE:
                     # Moved: whatever is left of it on the old host (a running domain, or a
                     # suspended one's definition) goes before it appears on the new one.
                     if vm.old_host is None:
                         vm.old_host = vm.host
-                    if vm.state != "suspended":
-                        vm.state = "pending"
+                    if vm.state != VMStatus.SUSPENDED:
+                        vm.state = VMStatus.PENDING.value
                 vm.host = host or vm.host
                 if host is not None:
                     vm.cloud = None  # runs at home now (a failed burst)
                 elif cloud is not None:
                     vm.cloud = cloud
-                vm.want = want
+                vm.want = want.value
                 vm.error, vm.attempts, vm.retry_at = "", 0, None
                 vm.updated_at = self.now
             if vm.want != vm.state:
                 self.events.append(EventRecord(self.now, f"vm {vm.name}", None, None,
                                                f"to be {vm.want} on {vm.host or vm.cloud}: lease "
-                                               f"{lease.id} is {state.value}"))
+                                               f"{lease.id} is {lease.state.value}"))
             self.store.save_vm(vm)
 
 

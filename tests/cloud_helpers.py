@@ -58,13 +58,11 @@ def ok(env: Mapping[str, str], *args: str) -> Any:
 
 @contextmanager
 def in_process(env: Mapping[str, str]) -> Iterator[Any]:
-    """The Cloud a CLI command would build from `env`, in this process (set-up is ~50 times
+    """The App a CLI command would build from `env`, in this process (set-up is ~50 times
     faster than through subprocesses)."""
-    from cloudctl.cli.common import clock
-    from cloudctl.config import load_settings
-    from cloudctl.service import Cloud
+    from cloudctl.runtime import build_real
 
-    cloud = Cloud(load_settings(env), clock(env))
+    cloud = build_real(env)
     try:
         yield cloud
     finally:
@@ -76,21 +74,21 @@ def make_cloud(tmp: Path, hosts: Iterable[tuple[str, int, int]],
     """`init` and `host add` for each (name, cpus, memory MiB); the env to use."""
     env = cloud_env(tmp, now)
     with in_process(env) as cloud:
-        cloud.init()
+        cloud.admin.init()
         for name, cpus, memory in hosts:
-            cloud.add_host(name, cpus, memory, None, None, None)
+            cloud.hosts.add(name, cpus, memory, None, None, None)
     return env
 
 
 def request(env: Mapping[str, str], kind: str, duration: int, nodes: int = 1, cpus: int = 1,
             memory: int = 512, start: int | None = None) -> Any:
     """Request a lease in process; its LeaseRecord (raises Unsatisfiable when rejected)."""
-    from cloudctl.scheduler.model import LeaseType
-    from cloudctl.service import LeaseSpec
+    from cloudctl.app.leases import LeaseSpec
+    from cloudctl.domain import LeaseType
 
     with in_process(env) as cloud:
         spec = LeaseSpec(LeaseType(kind), duration, nodes, cpus, memory, start)
-        return cloud.request_lease(spec).lease
+        return cloud.leases.request(spec).lease
 
 
 def node_file(tmp: Path, host: str) -> Path:

@@ -178,7 +178,7 @@ def test_a_crash_between_run_instances_and_its_record_does_not_leak_an_instance(
     EC2Driver.client_hooks.append(hook)
     try:
         with in_process(c.env) as cloud, pytest.raises(Crash):
-            cloud.tick()
+            cloud.ticks.tick()
     finally:
         EC2Driver.client_hooks.remove(hook)
     assert len(instances(ec2_env)) == 1  # it was launched; nothing recorded its id

@@ -33,18 +33,17 @@ HOSTS = [(f"node-{i}", 4, 8192) for i in range(1, 5)]
 
 WORKER = r'''
 import json, os, random, re, sys, traceback
-from cloudctl.cli.common import clock
-from cloudctl.config import load_settings
+from cloudctl.app.leases import LeaseSpec
+from cloudctl.domain import LeaseType
 from cloudctl.errors import CloudctlError, Unsatisfiable
-from cloudctl.scheduler.model import LeaseType
-from cloudctl.service import Cloud, LeaseSpec
+from cloudctl.runtime import build_real
 
 seed, count = int(sys.argv[1]), int(sys.argv[2])
 rng = random.Random(seed)
 out = {"ids": [], "rejected": [], "errors": [], "ticks": 0, "busy": 0}
 for i in range(count):
-    # A new Cloud per command, as each CLI invocation builds its own.
-    cloud = Cloud(load_settings(os.environ), clock(os.environ))
+    # A new App per command, as each CLI invocation builds its own.
+    cloud = build_real(os.environ)
     try:
         kind = rng.choice(["be", "be", "im", "ar"])
         spec = LeaseSpec(type=LeaseType(kind), duration=rng.randint(3, 30),
@@ -52,12 +51,12 @@ for i in range(count):
                          memory_mib=rng.choice([512, 1024, 2048]),
                          start=cloud.clock() + rng.randint(2, 20) if kind == "ar" else None)
         try:
-            out["ids"].append(cloud.request_lease(spec).lease.id)
+            out["ids"].append(cloud.leases.request(spec).lease.id)
         except Unsatisfiable as error:
             found = re.match(r"lease (\d+) rejected", str(error))
             out["rejected"].append(int(found.group(1)) if found else str(error))
         if i % 3 == 2:
-            outcome = cloud.tick(blocking=rng.random() < 0.5)
+            outcome = cloud.ticks.tick(blocking=rng.random() < 0.5)
             out["ticks" if outcome.ran else "busy"] += 1
     except CloudctlError as error:
         out["errors"].append(f"{type(error).__name__} (exit {error.exit_code}): {error}")

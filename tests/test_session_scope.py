@@ -13,9 +13,9 @@ import pytest
 from cloud_helpers import in_process, make_cloud
 
 import cloudctl.session
+from cloudctl.app.leases import LeaseSpec
 from cloudctl.errors import Unsatisfiable
 from cloudctl.scheduler.model import LeaseType
-from cloudctl.service import LeaseSpec
 from cloudctl.store.db import Store
 
 NOW = 1_800_000_000
@@ -36,7 +36,7 @@ def _busy_cloud(tmp: Path, seed: int, suspension: str) -> tuple[dict[str, str], 
         env["CLOUDCTL_NOW"] = str(t)
         with in_process(env) as cloud:
             try:
-                cloud.request_lease(LeaseSpec(kind, rng.choice([1800, 3600, 7200, 14400]),
+                cloud.leases.request(LeaseSpec(kind, rng.choice([1800, 3600, 7200, 14400]),
                                               rng.randint(1, 4), rng.choice([1, 2, 4]),
                                               rng.choice([1024, 4096]), start))
             except Unsatisfiable:
@@ -95,7 +95,7 @@ def test_an_ar_decided_around_its_window_is_decided_as_on_the_whole_state(
             with in_process({**env, "CLOUDCTL_DB": str(copy / "state.db"),
                              "CLOUDCTL_NOW": str(now)}) as cloud:
                 try:
-                    o = cloud.request_lease(spec, dry_run=dry_run)
+                    o = cloud.leases.request(spec, dry_run=dry_run)
                     outcome: Any = (o.lease, o.decision, o.preempted, o.delayed)
                 except Unsatisfiable as error:
                     outcome = str(error)

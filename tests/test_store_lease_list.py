@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 from cloud_helpers import in_process, make_cloud
 
-from cloudctl.cli.common import lease_dict
+from cloudctl.app.leases import LeaseSpec
 from cloudctl.errors import Conflict, Unsatisfiable
 from cloudctl.scheduler.model import LeaseType
-from cloudctl.service import LeaseSpec
+from cloudctl.views import lease_view
 
 NOW = 1_800_000_000
 
 
 def _listed(env: dict[str, str]) -> tuple[list[object], list[object]]:
     with in_process(env) as cloud:
-        rendered = [lease_dict(r) for r in cloud.leases()]
-        stored = [json.loads(text) for text in cloud.lease_list_json()]
+        rendered = [lease_view(r) for r in cloud.leases.all()]
+        stored = [json.loads(text) for text in cloud.leases.list_json()]
     return rendered, stored
 
 
@@ -37,12 +37,12 @@ def test_stored_list_json_is_the_cli_rendering_and_migrates(tmp_path: Path) -> N
         env["CLOUDCTL_NOW"] = str(NOW + 60 * step)
         with in_process(env) as cloud:
             try:
-                cloud.request_lease(spec)
+                cloud.leases.request(spec)
             except Unsatisfiable:
                 pass
     env["CLOUDCTL_NOW"] = str(NOW + 700)
     with in_process(env) as cloud:
-        cloud.cancel(1)
+        cloud.leases.cancel(1)
     rendered, stored = _listed(env)
     assert len(rendered) == 5 and stored == rendered
     assert {lease["state"] for lease in stored} >= {"cancelled", "rejected", "active"}
@@ -53,7 +53,7 @@ def test_stored_list_json_is_the_cli_rendering_and_migrates(tmp_path: Path) -> N
         db.execute("DELETE FROM schema_migrations WHERE name = '0005-lease-list-json'")
     db.close()
     with in_process(env) as cloud, pytest.raises(Conflict, match="cloudctl db migrate"):
-        cloud.leases()
+        cloud.leases.all()
     with in_process(env) as cloud:
-        assert cloud.db_migrate() == ["0005-lease-list-json"]
+        assert cloud.admin.db_migrate() == ["0005-lease-list-json"]
     assert _listed(env) == (rendered, rendered)

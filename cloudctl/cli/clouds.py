@@ -124,7 +124,7 @@ def add(
         "max_instances": max_instances, "boot_time": boot_time, "partial": partial or None,
         "retry_backoff": retry_backoff, "policy": burst_policy}
     with cloud(ctx) as c:
-        view = c.add_cloud(name, type_, region, endpoint, profile, budget, _prices(price),
+        view = c.clouds.add(name, type_, region, endpoint, profile, budget, _prices(price),
                            options)
     if fmt == "table" and not quiet:
         say(f"cloud {name} added ({type_} {region}, {view['instance_types']} instance types)")
@@ -138,7 +138,7 @@ def list_(ctx: typer.Context, output: Output = None, as_json: Json = False,
     """Every cloud: budget, spend this month, running instances, burst triggers."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        views = c.clouds()
+        views = c.clouds.all()
     emit(views, COLUMNS, fmt, quiet, key="name")
 
 
@@ -147,7 +147,7 @@ def show(ctx: typer.Context, name: Name, output: Output = None, as_json: Json = 
     """One cloud: its settings, instance types with prices, and its instances."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        view = c.cloud(name)
+        view = c.clouds.show(name)
     if fmt == "table":
         view = {**view, "catalogue": ", ".join(
             f"{t['name']} ({t['vcpus']} vCPU, {t['memory_mib']} MiB, ${t['price_per_hour']}/h)"
@@ -164,7 +164,7 @@ def remove(ctx: typer.Context, name: Name, output: Output = None,
     """Forget a cloud. Refused (exit 4) while instances run there."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        result = c.remove_cloud(name)
+        result = c.clouds.remove(name)
     if fmt == "table":
         say(f"cloud {name} removed")
         return
@@ -187,7 +187,7 @@ def report(
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
         start = _since(since, c.clock()) if since is not None else None
-        result = c.cost_report(start, by)
+        result = c.clouds.cost_report(start, by)
     if fmt == "json":
         import json
 

@@ -1,5 +1,5 @@
 """What every command shares: the output options, one renderer for lists and shows, and
-how a command gets its Cloud (the composition root for real operation)."""
+how a command gets its App (from the composition root, `cloudctl.runtime.build_real`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,8 +16,7 @@ import typer
 from cloudctl.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from cloudctl.service import Cloud
-    from cloudctl.store.records import LeaseRecord
+    from cloudctl.app import App
 
 Output = Annotated[str | None, typer.Option(
     "-o", "--output", metavar="table|json|csv",
@@ -36,33 +34,17 @@ def output_format(output: str | None, as_json: bool) -> str:
     return fmt
 
 
-def clock(env: Mapping[str, str]) -> Callable[[], int]:
-    """The real clock, or a fixed one from CLOUDCTL_NOW (ISO 8601 or Unix seconds) for
-    demos and tests that step through time."""
-    fixed = env.get("CLOUDCTL_NOW")
-    if not fixed:
-        return lambda: int(time.time())
-    from cloudctl.timefmt import parse_time
-
-    value = int(fixed) if fixed.lstrip("-").isdigit() else \
-        parse_time(fixed, int(time.time()), option="CLOUDCTL_NOW")
-    return lambda: value
-
-
 @contextmanager
-def cloud(ctx: typer.Context) -> Iterator[Cloud]:
-    """Build the Cloud for this invocation: settings from the environment and config."""
-    from cloudctl.config import load_settings
-    from cloudctl.service import Cloud
+def cloud(ctx: typer.Context) -> Iterator[App]:
+    """Build the App for this invocation: settings from the environment and config."""
+    from cloudctl.runtime import build_real
 
     root = ctx.find_root()
-    db = (root.obj or {}).get("db")
-    settings = load_settings(os.environ, db)
-    instance = Cloud(settings, clock(os.environ))
+    app = build_real(os.environ, (root.obj or {}).get("db"))
     try:
-        yield instance
+        yield app
     finally:
-        instance.close()
+        app.close()
 
 
 def _cell(value: Any) -> str:
@@ -145,20 +127,6 @@ def say(message: str) -> None:
 LEASE_COLUMNS = [("id", "ID"), ("name", "NAME"), ("type", "TYPE"), ("state", "STATE"),
                  ("start", "START"), ("end", "END"), ("nodes", "NODES"), ("cpus", "CPUS"),
                  ("memory_mib", "MEM MiB"), ("hosts", "HOSTS")]
-
-
-def lease_dict(record: LeaseRecord) -> dict[str, Any]:
-    """A lease as scripts see it: stable keys, ISO 8601 UTC times."""
-    from cloudctl.timefmt import iso
-
-    return {"id": record.id, "name": record.name, "type": record.type,
-            "state": record.state, "start": iso(record.start), "end": iso(record.end),
-            "duration_s": record.duration, "nodes": record.nodes, "cpus": record.cpus,
-            "memory_mib": record.memory_mib, "image": record.image,
-            "preemptible": record.preemptible, "hosts": record.hosts,
-            "submitted": iso(record.submitted), "start_requested": iso(record.start_req),
-            "remaining_s": record.remaining, "preempted": record.preempted,
-            "reason": record.reason, "burst": record.history.get("burst")}
 
 
 def local_times(row: Mapping[str, Any], keys: Sequence[str], raw: Mapping[str, Any]

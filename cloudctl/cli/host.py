@@ -88,8 +88,8 @@ def add(
                            "--ssh")
     options = {key: value for key, value in given.items() if value is not None}
     with cloud(ctx) as c:
-        c.add_host(name, cpus, memory, disk, driver, uri, options)
-        view = c.host(name, probe=False)
+        c.hosts.add(name, cpus, memory, disk, driver, uri, options)
+        view = c.hosts.show(name, probe=False)
     if fmt == "table" and not quiet:
         say(f"host {name} added ({view['driver']} {view['uri']})")
         return
@@ -110,7 +110,7 @@ def list_(ctx: typer.Context, probe: Probe = True, output: Output = None,
     answers again."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        views = c.hosts(probe=probe and not quiet)
+        views = c.hosts.all(probe=probe and not quiet)
     rows = [_json(v) for v in views]
     # JSON keeps the hypervisor's answer as one object; CSV and tables get flat columns.
     table_rows = [{**row, **_hv_columns(row.get("hypervisor"))} for row in rows]
@@ -131,7 +131,7 @@ def show(ctx: typer.Context, name: Name, output: Output = None, as_json: Json = 
     """One host: capacity, use, what its hypervisor reports, and its story."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        view = c.host(name)
+        view = c.hosts.show(name)
 
     def story() -> None:
         from cloudctl.timefmt import local
@@ -150,8 +150,8 @@ def show(ctx: typer.Context, name: Name, output: Output = None, as_json: Json = 
 
 def _set(ctx: typer.Context, name: str, enabled: bool, fmt: str) -> None:
     with cloud(ctx) as c:
-        c.set_host_enabled(name, enabled)
-        view = c.host(name, probe=False)
+        c.hosts.set_enabled(name, enabled)
+        view = c.hosts.show(name, probe=False)
     if fmt == "table":
         say(f"host {name} {'enabled' if enabled else 'disabled'}")
         return
@@ -183,7 +183,7 @@ def remove(
     """Forget a host. Refused (exit 4) while leases use it, unless --force."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        result = c.remove_host(name, force)
+        result = c.hosts.remove(name, force)
     if fmt == "table":
         say(f"host {name} removed")
         for lease in result["drained"]:

@@ -52,7 +52,7 @@ def add(
     are recorded). Each VM gets its own disk from it: a qcow2 overlay or a raw copy."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        image = c.add_image(name, path, fmt_, link=link, kernel=kernel, initrd=initrd,
+        image = c.images.add(name, path, fmt_, link=link, kernel=kernel, initrd=initrd,
                             cmdline=cmdline)
     if fmt == "table" and not quiet:
         say(f"image {name} added ({image.format}, {image.size_bytes} bytes)")
@@ -66,7 +66,7 @@ def list_(ctx: typer.Context, output: Output = None, as_json: Json = False,
     """Every image."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        images = c.images()
+        images = c.images.all()
     emit([_json(i) for i in images], COLUMNS, fmt, quiet, key="name")
 
 
@@ -75,7 +75,7 @@ def show(ctx: typer.Context, name: Name, output: Output = None, as_json: Json = 
     """One image."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        image = c.image(name)
+        image = c.images.show(name)
     emit_one(_json(image), fmt, COLUMNS + [("added", "ADDED")], key="name")
 
 
@@ -86,7 +86,7 @@ def remove(ctx: typer.Context, name: Name, output: Output = None,
     the original file, and a linked one, are left alone)."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        image = c.remove_image(name)
+        image = c.images.remove(name)
     if fmt == "table":
         say(f"image {name} removed")
         return
@@ -108,5 +108,5 @@ def stats(ctx: typer.Context,
     made a transfer unnecessary."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        rows = c.image_stats(name)
+        rows = c.images.stats(name)
     emit(rows, STATS_COLUMNS, fmt, False, key="image")

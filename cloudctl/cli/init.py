@@ -25,7 +25,7 @@ def init(ctx: typer.Context,
     """Create the state store and a commented default config; safe to run again."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        result = c.init(vm_prefix)
+        result = c.admin.init(vm_prefix)
     if fmt == "table":
         applied = ", ".join(result["migrations_applied"])
         state = "created" if result["created"] else "exists"
@@ -77,7 +77,7 @@ def db_status(ctx: typer.Context, output: Output = None, as_json: Json = False) 
     """Where the store is, which migrations it has and which it still needs."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        status = c.db_status()
+        status = c.admin.db_status()
     if fmt != "table":
         emit_one(status, fmt, [(k, k) for k in status])
         return
@@ -97,7 +97,7 @@ def db_migrate(ctx: typer.Context, output: Output = None, as_json: Json = False)
     """Apply pending migrations, each in its own transaction."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        applied = c.db_migrate()
+        applied = c.admin.db_migrate()
     if fmt == "table":
         say("applied: " + ", ".join(applied) if applied else "nothing to do: store is current")
         return

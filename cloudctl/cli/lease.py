@@ -17,20 +17,19 @@ from cloudctl.cli.common import (
     cloud,
     emit,
     emit_one,
-    lease_dict,
     local_times,
     output_format,
     say,
 )
+from cloudctl.domain import LISTED_STATES, LeaseType
+from cloudctl.views import lease_view
 
 app = typer.Typer(help="Request, list, show, explain, wait for and cancel leases.",
                   no_args_is_help=True)
 LeaseId = Annotated[int, typer.Argument(metavar="ID", help="The lease's ID.",
                                         show_default=False)]
-TYPES = ("ar", "be", "im")
-STATES = ("pending", "scheduled", "queued", "active", "suspending", "suspended-pending",
-          "suspended-queued", "suspended-scheduled", "migrating", "resuming", "done",
-          "cancelled", "fail", "rejected")
+TYPES = tuple(t.value for t in LeaseType)
+STATES = LISTED_STATES
 
 
 def _table_row(data: dict[str, Any], record: Any) -> dict[str, Any]:
@@ -79,8 +78,7 @@ def request(
     output: Output = None, as_json: Json = False, quiet: Quiet = False,
 ) -> None:
     """Ask for a lease. An AR or IM lease that cannot be placed exits 6 with the reason."""
-    from cloudctl.scheduler.model import LeaseType
-    from cloudctl.service import LeaseSpec
+    from cloudctl.app.leases import LeaseSpec
     from cloudctl.timefmt import parse_duration, parse_time
 
     fmt = output_format(output, as_json)
@@ -90,7 +88,7 @@ def request(
         raise InvalidInput(f"--type must be ar, be or im, got {type_!r}")
     with cloud(ctx) as c:
         base = ({} if template is None
-                else c.template_defaults(template, find_image=image is None))
+                else c.images.template_defaults(template, find_image=image is None))
         cpus = cpus if cpus is not None else base.get("cpus", 1)
         memory = memory if memory is not None else base.get("memory_mib", 1024)
         image = image if image is not None else base.get("image")
@@ -101,11 +99,11 @@ def request(
                          start=None if start is None else parse_time(start, c.clock(),
                                                                       option="--start"),
                          image=image, preemptible=preemptible, name=name)
-        outcome = c.request_lease(spec, dry_run=dry_run)
+        outcome = c.leases.request(spec, dry_run=dry_run)
         record = outcome.lease
         if wait and not dry_run:
-            record = c.wait_state(record.id, {"active"}, None, time.sleep)
-    data = lease_dict(record)
+            record = c.leases.wait_state(record.id, {"active"}, None, time.sleep)
+    data = lease_view(record)
     if dry_run:
         data = {"dry_run": True, "accepted": outcome.decision.accepted, "lease": data,
                 "reasons": outcome.decision.reasons, "burst": data["burst"],
@@ -177,11 +175,11 @@ def list_(
         raise InvalidInput(f"--type must be ar, be or im, got {type_!r}")
     with cloud(ctx) as c:
         if fmt == "json" and not quiet:
-            objects = c.lease_list_json(state=state, type=type_)
+            objects = c.leases.list_json(state=state, type=type_)
             sys.stdout.write("[" + ",\n".join(objects) + "]\n")
             return
-        records = c.leases(state=state, type=type_)
-    rows = [lease_dict(r) for r in records]
+        records = c.leases.all(state=state, type=type_)
+    rows = [lease_view(r) for r in records]
     table_rows = [_table_row(row, r) for row, r in zip(rows, records, strict=True)] \
         if fmt == "table" else None
     emit(rows, LEASE_COLUMNS, fmt, quiet, table_rows=table_rows)
@@ -195,8 +193,8 @@ def show(ctx: typer.Context, lease_id: LeaseId, output: Output = None,
 
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        record, vms, events = c.lease(lease_id)
-    data = lease_dict(record)
+        record, vms, events = c.leases.show(lease_id)
+    data = lease_view(record)
     data["vms"] = [{"name": v.name, "host": v.host, "state": v.state, "want": v.want,
                     "error": v.error} for v in vms]
     data["events"] = [{"time": iso(e.time), "entity": e.entity, "from": e.from_state,
@@ -228,16 +226,16 @@ def cancel(ctx: typer.Context, lease_id: LeaseId, output: Output = None,
     lease changes nothing and exits 0."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        record, cancelled = c.cancel(lease_id)
+        record, cancelled = c.leases.cancel(lease_id)
         if cancelled:
-            c.tick(blocking=False)  # stop its VMs now if no other tick is busy
+            c.ticks.tick(blocking=False)  # stop its VMs now if no other tick is busy
     if fmt == "table" and not quiet:
         if cancelled:
             say(f"lease {lease_id} cancelled")
         else:
             say(f"lease {lease_id} is already {record.state}; nothing to cancel")
         return
-    data = lease_dict(record)
+    data = lease_view(record)
     data["cancelled"] = cancelled
     emit_one(data, fmt, LEASE_COLUMNS, quiet=quiet)
 
@@ -250,7 +248,7 @@ def explain(ctx: typer.Context, lease_id: LeaseId, output: Output = None,
 
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        result = c.explain(lease_id)
+        result = c.leases.explain(lease_id)
     record = result.pop("lease")
     window = result["window"]
     if fmt != "table":
@@ -296,8 +294,8 @@ def wait(
         raise InvalidInput(f"--state: unknown state {unknown[0]!r} (known: {', '.join(STATES)})")
     limit = None if timeout is None else parse_duration(timeout, option="--timeout")
     with cloud(ctx) as c:
-        record = c.wait_state(lease_id, set(state), limit, time.sleep)
+        record = c.leases.wait_state(lease_id, set(state), limit, time.sleep)
     if fmt == "table" and not quiet:
         say(f"lease {lease_id} is {record.state}")
         return
-    emit_one(lease_dict(record), fmt, LEASE_COLUMNS, quiet=quiet)
+    emit_one(lease_view(record), fmt, LEASE_COLUMNS, quiet=quiet)

@@ -43,7 +43,7 @@ def show(
         now = c.clock()
         start = None if from_ is None else parse_time(from_, now, option="--from")
         end = None if to is None else parse_time(to, now, option="--to")
-        view = c.schedule(start, end)
+        view = c.schedule.view(start, end)
     if svg is not None:
         _write_svg(svg, view)
         say(f"wrote {svg}")

@@ -69,7 +69,7 @@ def tick(
     If another tick is running it exits 0 saying so."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        outcome = c.tick(blocking=wait, reap=reap)
+        outcome = c.ticks.tick(blocking=wait, reap=reap)
     _print(outcome, fmt)
 
 
@@ -91,7 +91,7 @@ def run(
     signal.signal(signal.SIGINT, handle)
     with cloud(ctx) as c:
         while not stop.is_set():
-            outcome = c.tick(blocking=True)
+            outcome = c.ticks.tick(blocking=True)
             if outcome.changed or outcome.report.done or outcome.report.failed:
                 _print(outcome, fmt)
                 sys.stdout.flush()

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cloudctl.cli.common import Json, Output, Quiet, cloud, emit, emit_one, output_format, say
+from cloudctl.domain import VMStatus
 
 app = typer.Typer(help="List, show, export and migrate VMs.", no_args_is_help=True)
 COLUMNS = [("name", "NAME"), ("lease", "LEASE"), ("node", "NODE"), ("where", "HOST/CLOUD"),
@@ -42,9 +43,9 @@ def list_(
     """VMs that exist or should (with --all, also those gone)."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        vms = c.vms(lease_id=lease, host=host)
+        vms = c.vms.all(lease_id=lease, host=host)
     if not all_:
-        vms = [vm for vm in vms if not (vm.state == "gone" and vm.want == "gone")]
+        vms = [vm for vm in vms if not (vm.state == VMStatus.GONE and vm.want == VMStatus.GONE)]
     emit([_json(vm) for vm in vms], COLUMNS, fmt, quiet, key="name")
 
 
@@ -58,7 +59,7 @@ def show(ctx: typer.Context,
 
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        record, events = c.vm(vm)
+        record, events = c.vms.show(vm)
     data = _json(record)
     data["events"] = [{"time": iso(e.time), "from": e.from_state, "to": e.to_state,
                        "reason": e.reason} for e in events]
@@ -85,10 +86,9 @@ def export(ctx: typer.Context,
                help="Write to FILE instead of stdout.")] = None) -> None:
     """A VM's definition as an xl.cfg file or libvirt domain XML."""
     from cloudctl.errors import InvalidInput
-    from cloudctl.export import export_vm
 
     with cloud(ctx) as c:
-        text = export_vm(c, vm, fmt)
+        text = c.vms.export(vm, fmt)
     text = text if text.endswith("\n") else text + "\n"  # domain XML comes without one
     if output is None:
         sys.stdout.write(text)
@@ -116,7 +116,7 @@ def migrate(
     was, the schedule is unchanged and the failure is recorded (exit 5)."""
     fmt = output_format(output, as_json)
     with cloud(ctx) as c:
-        moved = c.migrate_vm(vm, host, live)
+        moved = c.vms.migrate(vm, host, live)
     if fmt == "table":
         say(f"vm {moved['vm']} moved {'live' if live else 'cold'} from {moved['from']} to "
             f"{moved['to']} in {moved['seconds']} s")

@@ -298,6 +298,29 @@ class Scheduler:
             out.append((host.name, self.table.shortfall(h, start, end, lease.need)))
         return out
 
+    def explain_placement(self, lease_id: int, start: int, end: int) -> list[tuple[str, str]]:
+        """`explain_hosts` as if the lease's own current reservation were not booked (what
+        each host would say to placing it again)."""
+        run = self.leases[lease_id].run
+        if run is None:
+            return self.explain_hosts(lease_id, start, end)
+        for b in run.bookings:
+            self.table.remove(b)
+        try:
+            return self.explain_hosts(lease_id, start, end)
+        finally:
+            self.table.add_all(list(run.bookings))
+
+    def host_index(self, name: str) -> int:
+        for h, host in enumerate(self.hosts):
+            if host.name == name:
+                return h
+        raise InvalidInput(f"no host {name!r} in the schedule")
+
+    def set_host_enabled(self, name: str, enabled: bool) -> None:
+        """A disabled host gets nothing new; what it holds carries on."""
+        self.table.set_enabled(self.host_index(name), enabled)
+
     # -- time ----------------------------------------------------------------------------
 
     def next_event_time(self) -> int | None:

@@ -1,4 +1,5 @@
-"""The lease model: lease types, the explicit state machine, requests and capacities.
+"""The lease model: requests and capacities (lease types and the state machine are the
+domain's, `cloudctl/domain.py`).
 
 Times are integer seconds on whatever clock the caller passes in (trace seconds in
 simulation, Unix seconds in real operation); the scheduler never reads a clock.
@@ -7,80 +8,15 @@ simulation, Unix seconds in real operation); the scheduler never reads a clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
-from cloudctl.errors import InvalidTransition
-
-
-class LeaseType(str, Enum):
-    AR = "ar"  # advance reservation: exact start
-    BE = "be"  # best-effort: queued, as soon as possible
-    IM = "im"  # immediate: now or never
-
-
-class LeaseState(str, Enum):
-    NEW = "new"
-    PENDING = "pending"
-    SCHEDULED = "scheduled"
-    QUEUED = "queued"
-    PREPARING = "preparing"
-    READY = "ready"
-    ACTIVE = "active"
-    SUSPENDING = "suspending"
-    SUSPENDED_PENDING = "suspended-pending"
-    SUSPENDED_QUEUED = "suspended-queued"
-    SUSPENDED_SCHEDULED = "suspended-scheduled"
-    MIGRATING = "migrating"
-    RESUMING = "resuming"
-    RESUMED_READY = "resumed-ready"
-    DONE = "done"
-    CANCELLED = "cancelled"
-    FAIL = "fail"
-    REJECTED = "rejected"
-
-    @property
-    def final(self) -> bool:
-        return self in FINAL_STATES
-
-
-S = LeaseState
-FINAL_STATES = frozenset({S.DONE, S.CANCELLED, S.FAIL, S.REJECTED})
-
-# Haizea's transition table, plus the requeue edges Haizea lacks: a running lease that is
-# preempted without suspension goes back to the queue (Active -> Queued), and a future
-# reservation given up for an earlier one or for a preemptor goes back too. A lease burst to
-# a public cloud is Preparing while its instances boot, then Active.
-_EDGES: dict[LeaseState, set[LeaseState]] = {
-    S.NEW: {S.PENDING},
-    S.PENDING: {S.SCHEDULED, S.QUEUED, S.REJECTED},
-    S.QUEUED: {S.SCHEDULED},
-    S.SCHEDULED: {S.PREPARING, S.READY, S.ACTIVE, S.QUEUED},
-    S.PREPARING: {S.READY, S.QUEUED, S.ACTIVE},
-    S.READY: {S.ACTIVE, S.QUEUED},
-    S.ACTIVE: {S.SUSPENDING, S.DONE, S.QUEUED},
-    S.SUSPENDING: {S.SUSPENDED_PENDING},
-    S.SUSPENDED_PENDING: {S.SUSPENDED_QUEUED, S.SUSPENDED_SCHEDULED},
-    S.SUSPENDED_QUEUED: {S.SUSPENDED_SCHEDULED},
-    S.SUSPENDED_SCHEDULED: {S.MIGRATING, S.RESUMING, S.SUSPENDED_QUEUED},
-    S.MIGRATING: {S.RESUMING, S.SUSPENDED_QUEUED},
-    S.RESUMING: {S.RESUMED_READY, S.ACTIVE},
-    S.RESUMED_READY: {S.ACTIVE},
-}
-# A lease whose host is drained, removed or lost starts over from the queue, whatever it was
-# doing (its memory image, if any, was on that host).
-for _state in (S.SUSPENDING, S.SUSPENDED_PENDING, S.SUSPENDED_QUEUED, S.SUSPENDED_SCHEDULED,
-               S.MIGRATING, S.RESUMING, S.RESUMED_READY):
-    _EDGES[_state].add(S.QUEUED)
-for _state in LeaseState:
-    if not _state.final:
-        _EDGES.setdefault(_state, set()).update({S.CANCELLED, S.FAIL})
-TRANSITIONS: dict[LeaseState, frozenset[LeaseState]] = {k: frozenset(v) for k, v in _EDGES.items()}
-
-
-def check_transition(lease_id: int, old: LeaseState, new: LeaseState) -> None:
-    """Raise InvalidTransition unless the table allows old -> new."""
-    if new not in TRANSITIONS.get(old, frozenset()):
-        raise InvalidTransition(f"lease {lease_id}: {old.value} -> {new.value} is not allowed")
+# The vocabulary is the domain's; the scheduler's modules import it from here.
+from cloudctl.domain import (  # noqa: F401
+    FINAL_STATES,
+    TRANSITIONS,
+    LeaseState,
+    LeaseType,
+    check_transition,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,10 +31,9 @@ from cloudctl.store.records import (
 
 BUSY_TIMEOUT_MS = 60_000
 
-# A lease as `cloudctl lease list --json` prints it, built by SQLite from its row (keys and
-# formats are those of the CLI's `lease_dict`, which a test keeps in step). Kept in the
-# lease's `list_json` column whenever it is saved, so that listing ten thousand leases is one
-# read of ready text; changing it needs a migration that recomputes the column.
+# A lease as `cloudctl lease list --json` printed it when migration 0005 added the kept list
+# text (`leases.list_json`) and filled it for the leases already stored. Since then the text is
+# `cloudctl.views.lease_list_text` of the lease, handed to `save_lease` by whoever saves it.
 _ISO = "strftime('%Y-%m-%dT%H:%M:%SZ', {}, 'unixepoch')"
 LEASE_LIST_JSON = (
     "json_object('id', id, 'name', name, 'type', type, 'state', state, "
@@ -237,8 +236,12 @@ class Store:
     """One connection to the state store."""
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = False,
-                 check_schema: bool = True) -> None:
+                 check_schema: bool = True,
+                 lock_path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path).expanduser()
+        # The tick lock: a file lock beside the store (a shared store would use its own).
+        self.lock_path = Path(lock_path) if lock_path is not None else \
+            self.path.with_name(self.path.name + ".tick.lock")
         if not self.path.exists():
             if not create:
                 raise NotFound(f"no state store at {self.path}; run 'cloudctl init' first")
@@ -301,6 +304,27 @@ class Store:
             self._depth = 0
             self.db.execute("ROLLBACK")
 
+    @contextmanager
+    def tick_lock(self, blocking: bool) -> Iterator[str]:
+        """One tick (or VM move) at a time across every process using this store: yields ''
+        when this process holds the lock, else who holds it (without `blocking`)."""
+        import fcntl
+
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                yield holder or "another process"
+                return
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+            yield ""
+        finally:
+            os.close(fd)
+
     def _execute(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
                  ) -> sqlite3.Cursor:
         try:
@@ -332,6 +356,9 @@ class Store:
                     self._execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, now))
                     applied.append(name)
         return applied
+
+    def journal_mode(self) -> str:
+        return str(self._execute("PRAGMA journal_mode").fetchone()[0])
 
     def counts(self) -> dict[str, int]:
         out = {}
@@ -446,21 +473,20 @@ class Store:
     def next_lease_id(self) -> int:
         return int(self._execute("SELECT coalesce(max(id), 0) + 1 FROM leases").fetchone()[0])
 
-    def save_lease(self, lease: LeaseRecord, final: bool) -> None:
-        """Insert or update a lease and its current reservation."""
+    def save_lease(self, lease: LeaseRecord, final: bool, *, list_text: str) -> None:
+        """Insert or update a lease and its current reservation; `list_text` is the lease as
+        `lease list --json` prints it (`cloudctl.views.lease_list_text`)."""
         values = (lease.id, lease.name, lease.type, lease.state, lease.submitted,
                   lease.start_req, lease.duration, lease.nodes, lease.cpus, lease.memory_mib,
                   lease.disk_mib, lease.image, lease.image_size_mib, int(lease.preemptible),
                   lease.remaining, lease.first_start, lease.done_at, lease.preempted,
                   lease.reason, json.dumps(lease.history, separators=(",", ":")), lease.start,
-                  lease.end, json.dumps(lease.hosts), int(final))
+                  lease.end, json.dumps(lease.hosts), int(final), list_text)
         marks = ", ".join("?" * len(values))
-        columns = _LEASE_COLUMNS + ", final"
+        columns = _LEASE_COLUMNS + ", final, list_json"
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns.split(", ")[1:])
         self._execute(f"INSERT INTO leases ({columns}) VALUES ({marks}) "
                       f"ON CONFLICT (id) DO UPDATE SET {updates}", values)
-        self._execute(f"UPDATE leases SET list_json = {LEASE_LIST_JSON} WHERE id = ?",
-                      (lease.id,))
         r = lease.reservation
         if r is None:
             self._execute("DELETE FROM reservations WHERE lease_id = ?", (lease.id,))
@@ -486,11 +512,10 @@ class Store:
 
     def lease_list_json(self, *, state: str | None = None,
                         type: str | None = None) -> list[str]:
-        """Each lease as the JSON object `cloudctl lease list --json` prints (see
-        LEASE_LIST_JSON): listing ten thousand leases should not cost ten thousand Python
-        objects."""
+        """Each lease as the JSON object `cloudctl lease list --json` prints, as kept with it:
+        listing ten thousand leases should not cost ten thousand Python objects."""
         clause, params = _where(state=state, type=type)
-        sql = f"SELECT coalesce(list_json, {LEASE_LIST_JSON}) FROM leases{clause} ORDER BY id"
+        sql = f"SELECT list_json FROM leases{clause} ORDER BY id"
         return [row[0] for row in self._execute(sql, params)]
 
     def live_leases(self) -> list[LeaseRecord]:

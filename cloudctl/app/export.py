@@ -12,12 +12,12 @@ from cloudctl.enact import vm_spec
 from cloudctl.errors import Conflict, InvalidInput
 
 if TYPE_CHECKING:
-    from cloudctl.service import Cloud
+    from cloudctl.app import App
 
 FORMATS = ("xl", "xml")
 
 
-def export_vm(cloud: Cloud, key: str, fmt: str) -> str:
+def export_vm(cloud: App, key: str, fmt: str) -> str:
     """The text of VM `key` (name or id) in `fmt`: "xml" needs the VM's host; "xl" takes the
     guest type of a Xen host's driver and is PV for any other host."""
     from cloudctl.drivers.xen import DEFAULT_BRIDGE, XenGuests

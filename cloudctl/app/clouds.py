@@ -1,0 +1,104 @@
+"""Public clouds leases burst to: add (the provider must answer), list, show, remove, and
+the cost report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cloudctl.app.context import Room, check_name
+from cloudctl.errors import Conflict, InvalidInput
+from cloudctl.store.records import EventRecord
+
+
+class Clouds(Room):
+    def add(self, name: str, type: str, region: str, endpoint: str | None,
+                  profile: str | None, budget: float | None, prices: dict[str, float],
+                  options: dict[str, Any]) -> dict[str, Any]:
+        """Register a cloud to burst to. The provider must answer (credentials from the
+        standard AWS chain), know every priced instance type and the AMIs given."""
+        from cloudctl.clouds import (
+            DEFAULT_PRICES,
+            catalogue,
+            cloud_view,
+            open_cloud,
+            parse_options,
+        )
+        from cloudctl.store.records import CloudRecord
+
+        check_name("cloud", name)
+        if not region:
+            raise InvalidInput("--region is required (e.g. us-east-1)")
+        if budget is not None and budget < 0:
+            raise InvalidInput("--budget-per-month must not be negative")
+        configured = self.settings.clouds.get(name, {}).get("prices")
+        price_list = prices or configured or DEFAULT_PRICES
+        for kind, price in price_list.items():
+            if not isinstance(price, (int, float)) or isinstance(price, bool) or price < 0:
+                raise InvalidInput(f"price of {kind}: {price!r} is not a USD amount >= 0")
+        record = CloudRecord(name, type, region, endpoint, profile, budget,
+                             options=parse_options(options), added_at=self.clock())
+        with self.store.read():
+            if any(c.name == name for c in self.store.clouds()):
+                raise Conflict(f"a cloud named {name!r} already exists")
+        driver = open_cloud(record)
+        try:
+            driver.probe()
+            record.catalogue = catalogue(driver, price_list)
+            amis = {record.options.get("ami"), *record.options.get("images", {}).values()}
+            for ami in sorted(a for a in amis if a):
+                driver.check_image(ami)
+        finally:
+            driver.close()
+        with self.store.write():
+            self.store.add_cloud(record)
+            self.store.add_events([EventRecord(self.clock(), f"cloud {name}", None, "added",
+                                               f"{type} {region}")])
+        return cloud_view(record, [], self.clock())
+
+    def all(self) -> list[dict[str, Any]]:
+        from cloudctl.clouds import cloud_view
+
+        with self.store.read():
+            records = self.store.clouds()
+            instances = self.store.instances()
+        now = self.clock()
+        return [cloud_view(r, instances, now) for r in records]
+
+    def show(self, name: str) -> dict[str, Any]:
+        from cloudctl.clouds import cloud_view
+
+        with self.store.read():
+            record = self.store.cloud(name)
+            instances = self.store.instances(cloud=name)
+        view = cloud_view(record, instances, self.clock())
+        view["instances"] = [{"instance_id": i.instance_id, "vm": i.vm, "lease": i.lease_id,
+                              "type": i.instance_type, "state": i.state,
+                              "launched": i.launched_at, "ended": i.ended_at,
+                              "private_ip": i.private_ip, "public_ip": i.public_ip,
+                              "error": i.error} for i in instances]
+        return view
+
+    def remove(self, name: str) -> dict[str, Any]:
+        """Forget a cloud; refused (exit 4) while instances run there."""
+        with self.store.write():
+            self.store.cloud(name)
+            running = self.store.instances(cloud=name, live=True)
+            if running:
+                leases = sorted({i.lease_id for i in running})
+                raise Conflict(f"cloud {name} still runs {len(running)} instance(s) for "
+                               f"lease(s) {', '.join(map(str, leases))}; cancel them first")
+            self.store.remove_cloud(name)
+            self.store.add_events([EventRecord(self.clock(), f"cloud {name}", "added",
+                                               "removed", "removed")])
+        return {"name": name, "removed": True}
+
+    def cost_report(self, since: int | None, by: str) -> dict[str, Any]:
+        from cloudctl.clouds import cost_report
+
+        if by not in ("lease", "provider", "day"):
+            raise InvalidInput(f"--by must be lease, provider or day, not {by!r}")
+        with self.store.read():
+            instances = self.store.instances(since=since)
+            clouds = self.store.clouds()
+            ends = {lease.id: lease.end for lease in self.store.live_leases()}
+        return cost_report(instances, clouds, ends, self.clock(), since, by)
