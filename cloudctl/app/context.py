@@ -45,12 +45,10 @@ class App:
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            self._store = Store(self.settings.db, lock_path=self.settings.state_dir / "tick.lock")
-        return self._store
+        return self._store if self._store is not None else self.open_store()
 
     def open_store(self, **options: Any) -> Store:
-        """A store of this cloud's own (e.g. one that creates the file), kept as `store`."""
+        """Open the store (`options`: e.g. create the file), kept as `store` from now on."""
         self._store = Store(self.settings.db, lock_path=self.settings.state_dir / "tick.lock",
                             **options)
         return self._store
