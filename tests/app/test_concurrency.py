@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from cloud_helpers import (
     active_usage,
     cli,
@@ -26,6 +28,8 @@ from cloud_helpers import (
     overcommits,
     store_records,
 )
+
+pytestmark = pytest.mark.slow  # a storm of processes for several seconds
 
 WORKERS = 8
 PER_WORKER = 50

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from cloud_helpers import disagreements, domains, make_cloud, node_file, ok, request
 
+pytestmark = pytest.mark.slow  # real processes killed mid-migration
+
 T0 = 1_795_341_600  # 2026-11-22T10:00:00Z
 KILLED_AFTER = """
 import os, signal, sys

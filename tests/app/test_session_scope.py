@@ -18,6 +18,8 @@ from cloudctl.scheduler.model import LeaseType
 from cloudctl.service import LeaseSpec
 from cloudctl.store.db import Store
 
+pytestmark = pytest.mark.slow  # hundreds of requests per case
+
 NOW = 1_800_000_000
 
 

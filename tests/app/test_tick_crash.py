@@ -28,6 +28,8 @@ from cloud_helpers import (
     vanished_image,
 )
 
+pytestmark = pytest.mark.slow  # real processes killed mid-tick, on clouds of ~100 VMs
+
 T0 = 1_795_341_600  # 2026-11-22T10:00:00Z
 HOSTS = [(f"node-{i}", 32, 65536) for i in range(1, 5)]
 LEASES, NODES = 8, 12  # 96 VMs to create in one tick: about 1.5 s of enactment

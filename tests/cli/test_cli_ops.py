@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import REPO as ROOT
 from cloud_helpers import vanished_image
 from typer.main import get_command
 from typer.testing import CliRunner
 
 from cloudctl.cli.app import app
 
-ROOT = Path(__file__).resolve().parents[1]
 CLOUDCTL = Path(sys.executable).with_name("cloudctl")
 T0 = "2026-11-23T13:00:00Z"
 runner = CliRunner()

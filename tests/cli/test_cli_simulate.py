@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from paths import REPO, SCENARIOS
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -20,9 +21,6 @@ from cloudctl.cli.simulate import LazyProgress
 from cloudctl.errors import EXIT_CODES
 from cloudctl.scheduler.config import SchedulerConfig
 
-REPO = Path(__file__).resolve().parents[1]
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
-SCENARIOS = TRACES / "haizea" / "scenarios"
 PREEMPTION = SCENARIOS / "preemption.lwf"
 RESERVATION = SCENARIOS / "reservation.lwf"
 # REFERENCE.md's setup for the two scenarios.

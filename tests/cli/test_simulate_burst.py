@@ -9,12 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from paths import REPO as ROOT
+from paths import TRACES
 from typer.testing import CliRunner
 
 from cloudctl.cli.app import app
 
-ROOT = Path(__file__).resolve().parents[1]
-TRACES = ROOT.parent / "shared" / "traces"
+pytestmark = pytest.mark.slow  # replays 30 days of Blue Horizon, twice per budget
+
 BLUE = TRACES / "blue" / "30days.swf"
 ARS = TRACES / "blue" / "injected-30days" / "work_10-dur_3h-size_2medium.lwf"
 

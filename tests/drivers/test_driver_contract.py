@@ -14,7 +14,8 @@ from cloudctl.errors import BackendError
 NOT_ACTIVE = (VMState.SHUTOFF, VMState.MISSING)
 
 
-@pytest.fixture(params=DRIVER_CASES, ids=lambda case: case.name)
+@pytest.fixture(params=[pytest.param(case, marks=[pytest.mark.real] if case.real else [])
+                        for case in DRIVER_CASES], ids=lambda case: case.name)
 def case(request: pytest.FixtureRequest) -> DriverCase:
     reason = request.param.unavailable()
     if reason:

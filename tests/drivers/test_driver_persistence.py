@@ -45,6 +45,7 @@ def uri(tmp_path: Path) -> str:
     return default_uri("test", "host-0", 4, 4096, tmp_path / "state")
 
 
+@pytest.mark.slow
 def test_a_vm_outlives_the_process_that_created_it(uri: str, tmp_path: Path) -> None:
     image = tmp_path / "vm.save"
     assert in_process(uri, "create", image, "cloudctl-1-0") == {"cloudctl-1-0": "running"}
@@ -67,6 +68,7 @@ def test_an_open_driver_sees_what_other_processes_did(uri: str, tmp_path: Path) 
     assert in_process(uri, "list", tmp_path / "vm.save") == {}
 
 
+@pytest.mark.slow
 def test_concurrent_processes_lose_no_vm(uri: str, tmp_path: Path) -> None:
     workers = [[f"cloudctl-{w}-{n}" for n in range(8)] for w in range(4)]
     procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, uri, "create",

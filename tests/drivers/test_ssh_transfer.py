@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from paths import REPO as ROOT
 from cloudctl.drivers.image_cache import (
     FileImageCache,
     ImageCache,
@@ -26,7 +27,6 @@ from sshd import SSHNetwork, SSHTestHost
 from cloudctl.errors import BackendError, InvalidInput, NotFound, Unsatisfiable
 
 MIB = 1 << 20
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def image(tmp: Path, name: str, mib: float, fmt: str = "qcow2") -> tuple[Path, str, int]:

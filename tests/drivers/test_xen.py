@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from paths import REPO
 from cloudctl.drivers import registry
 from cloudctl.drivers.base import VMSpec, VMState
 from cloudctl.drivers.libvirt import METADATA_NS, LibvirtDriver, TestDriver
@@ -106,7 +107,7 @@ def test_xen_test_keeps_xen_domains_in_its_node_file(tmp_path: Path) -> None:
 
 def test_pyproject_registers_the_builtins_exactly_as_the_registry_knows_them() -> None:
     tomllib = pytest.importorskip("tomllib")
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    pyproject = REPO / "pyproject.toml"
     table = tomllib.loads(pyproject.read_text())["project"]["entry-points"][registry.GROUP]
     assert table == registry.BUILTIN
     assert table["xen"] == "cloudctl.drivers.xen:XenDriver"

@@ -1,5 +1,5 @@
 """xl.cfg files: byte-for-byte round trips on golden files, one-line errors with line numbers,
-and conversions to lease templates and from VM specs (goldens in tests/golden/xl/)."""
+and conversions to lease templates and from VM specs (goldens in tests/drivers/golden/xl/)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,11 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import pytest
+from paths import REPO as ROOT
+
+pytestmark = pytest.mark.slow  # builds a wheel
+
 
 
 def test_wheel_has_only_the_cloudctl_namespace(tmp_path: Path) -> None:

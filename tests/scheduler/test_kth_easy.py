@@ -6,13 +6,16 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from paths import REPO as ROOT
+from paths import TRACES
 
 from cloudctl.runtime import build_simulation
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.sim.simulator import simulate
 
-ROOT = Path(__file__).resolve().parents[1]
-KTH = ROOT.parent / "shared" / "traces" / "kth" / "KTH-SP2-1996-2.1-cln.swf"
+pytestmark = pytest.mark.slow  # the whole KTH-SP2 log
+
+KTH = TRACES / "kth" / "KTH-SP2-1996-2.1-cln.swf"
 
 
 def reference(estimates: str) -> dict[str, float]:

@@ -12,16 +12,19 @@ from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
+from paths import REPO as ROOT
+from paths import TESTS
 
 from cloudctl import _native
 
-ROOT = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
+pytestmark = pytest.mark.slow  # subprocesses, one of them a pytest run
+
+HERE = Path(__file__).resolve().parent
 
 # Random workloads with ARs, IMs, early ends and suspension: prints their schedules.
 SCENARIO = f"""
 import json, sys
-sys.path.insert(0, {str(TESTS)!r})
+sys.path[:0] = [{str(TESTS)!r}, {str(HERE)!r}]
 from conftest import hosts
 from test_scheduler_shortcuts import replay, workload
 from cloudctl import _native
@@ -52,7 +55,7 @@ def test_shortcut_tests_pass_on_the_pure_build() -> None:
     """test_scheduler_shortcuts patches scheduler classes, which compiled classes ignore."""
     env = dict(os.environ, CLOUDCTL_PURE="1")
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             str(TESTS / "test_scheduler_shortcuts.py")], cwd=ROOT, env=env,
+                             str(HERE / "test_scheduler_shortcuts.py")], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:]
     assert " skipped" not in result.stdout.splitlines()[-1]

@@ -331,6 +331,7 @@ def synthetic_trace(leases: int, n_hosts: int) -> tuple[list[dict[str, object]],
     return records, hosts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".svg", ".png"])
 def test_28000_leases_on_100_hosts_write_quickly_and_compactly(
     tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]

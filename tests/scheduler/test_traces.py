@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from paths import TRACES
 
 from cloudctl.errors import InvalidInput
 from cloudctl.scheduler.model import Capacity, LeaseType
 from cloudctl.sim.traces import load_trace, merge_traces
 
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces"
 KTH = TRACES / "kth" / "KTH-SP2-1996-2.1-cln.swf"
 BLUE_150 = TRACES / "blue" / "150requests.swf"
 BLUE_30DAYS = TRACES / "blue" / "30days.swf"
