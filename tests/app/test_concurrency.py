@@ -17,14 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from cloud_helpers import (
     active_usage,
-    cli,
     disagreements,
     make_cloud,
     node_file,
-    ok,
     overcommits,
     store_records,
 )
@@ -88,12 +85,12 @@ def _sample_node_files(tmp: Path, stop: threading.Event, peaks: dict[str, tuple[
 
 
 def test_storm_of_requests_and_ticks(tmp_path: Path) -> None:
-    env = make_cloud(tmp_path, HOSTS)
+    cloud = make_cloud(tmp_path, HOSTS)
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     workers = [subprocess.Popen([sys.executable, str(script), str(seed), str(PER_WORKER)],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True) for seed in range(WORKERS)]
+                                env=cloud.environ(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for seed in range(WORKERS)]
 
     stop = threading.Event()
     peaks: dict[str, tuple[int, int]] = {}
@@ -111,11 +108,11 @@ def test_storm_of_requests_and_ticks(tmp_path: Path) -> None:
     while any(w.poll() is None for w in workers):
         args = commands[i % len(commands)]
         i += 1
-        result = cli(env, *args)
-        beside.append((" ".join(args), result.code, result.err))
-        if args[:2] == ["lease", "list"] and result.code == 0:
+        result = cloud(*args, code=None)
+        beside.append((" ".join(args), result.exit_code, result.stderr))
+        if args[:2] == ["lease", "list"] and result.exit_code == 0:
             listed += 1
-            ids = [lease["id"] for lease in json.loads(result.out)]
+            ids = [lease["id"] for lease in json.loads(result.stdout)]
             assert len(ids) == len(set(ids)), "a lease listed twice mid-storm"
 
     outputs = [w.communicate() for w in workers]
@@ -140,7 +137,7 @@ def test_storm_of_requests_and_ticks(tmp_path: Path) -> None:
     returned = accepted + rejected
     assert len(returned) == WORKERS * PER_WORKER
     assert len(set(returned)) == len(returned), "an id was handed out twice"
-    leases = ok(env, "lease", "list")
+    leases = cloud.json("lease", "list")
     assert sorted(lease["id"] for lease in leases) == sorted(returned)
     states = {lease["id"]: lease["state"] for lease in leases}
     assert {i for i in rejected} == {i for i, s in states.items() if s == "rejected"}
@@ -157,13 +154,13 @@ def test_storm_of_requests_and_ticks(tmp_path: Path) -> None:
     deadline = time.monotonic() + 45
     while not any(vm.state == "gone" for vm in vms) and time.monotonic() < deadline:
         time.sleep(1)
-        cli(env, "tick", "--wait")
+        cloud("tick", "--wait", code=None)
         vms = store_records(tmp_path / "state.db")[3]
     assert any(vm.state == "gone" for vm in vms)
 
     # One more tick: then the store and the node files agree exactly.
-    final = cli(env, "tick", "--wait", "--json")
-    assert final.code == 0, final.err
-    report = final.json()
+    final = cloud("tick", "--wait", "--json", code=None)
+    assert final.exit_code == 0, final.stderr
+    report = json.loads(final.stdout)
     assert report["failed"] == [] and report["unowned"] == [] and report["unreachable"] == []
-    assert disagreements(tmp_path, env) == []
+    assert disagreements(cloud) == []

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cloud_helpers import disagreements, domains, make_cloud, node_file, ok, request
+from cloud_helpers import disagreements, domains, make_cloud, node_file, request
 
 pytestmark = pytest.mark.slow  # real processes killed mid-migration
 
@@ -45,16 +45,17 @@ def active_on(tmp: Path, name: str) -> list[str]:
 ])
 def test_the_next_tick_settles_a_killed_migration(tmp_path: Path, step: str, ends_on: str,
                                                   story: str) -> None:
-    env = make_cloud(tmp_path, [("node-1", 4, 8192), ("node-2", 4, 8192)], now=T0)
-    lease = request(env, "im", 3600, cpus=2, memory=1024)
+    cloud = make_cloud(tmp_path, [("node-1", 4, 8192), ("node-2", 4, 8192)], now=T0)
+    lease = request(cloud, "im", 3600, cpus=2, memory=1024)
     name = f"cloudctl-{lease.id}-0"
-    ok(env, "tick")
+    cloud.json("tick")
     assert active_on(tmp_path, name) == ["node-1"]
 
     killed = subprocess.run([sys.executable, "-c", KILLED_AFTER, step, "vm", "migrate", name,
-                             "node-2"], env=env, capture_output=True, text=True, timeout=60)
+                             "node-2"], env=cloud.environ(), capture_output=True, text=True,
+                            timeout=60)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    vm = ok(env, "vm", "show", name)
+    vm = cloud.json("vm", "show", name)
     assert vm["host"] == "node-1"  # the schedule's change died with the command
     if step == "resume":
         assert active_on(tmp_path, name) == ["node-2"]
@@ -63,17 +64,17 @@ def test_the_next_tick_settles_a_killed_migration(tmp_path: Path, step: str, end
     image = tmp_path / "state.d" / "saves" / f"{name}.migrate"
     assert image.exists()
 
-    tick = ok(env, "tick")
+    tick = cloud.json("tick")
     assert tick["missing"] == [] and tick["failed"] == [], tick
     assert active_on(tmp_path, name) == [ends_on]
-    assert disagreements(tmp_path, env) == []
-    vm = ok(env, "vm", "show", name)
+    assert disagreements(cloud) == []
+    vm = cloud.json("vm", "show", name)
     assert vm["host"] == ends_on and vm["state"] == "running"
-    assert ok(env, "lease", "show", str(lease.id))["hosts"] == [ends_on]
+    assert cloud.json("lease", "show", str(lease.id))["hosts"] == [ends_on]
     assert any(story in e["reason"] for e in vm["events"]), vm["events"]
     assert not image.exists()
     # Settled once: the next tick has nothing left to do, and migrating works again.
-    assert ok(env, "tick")["done"] == []
+    assert cloud.json("tick")["done"] == []
     other = "node-1" if ends_on == "node-2" else "node-2"
-    assert ok(env, "vm", "migrate", name, other)["to"] == other
-    assert active_on(tmp_path, name) == [other] and disagreements(tmp_path, env) == []
+    assert cloud.json("vm", "migrate", name, other)["to"] == other
+    assert active_on(tmp_path, name) == [other] and disagreements(cloud) == []

@@ -28,7 +28,7 @@ def _busy_cloud(tmp: Path, seed: int, suspension: str) -> tuple[dict[str, str], 
     leases running, suspended, queued and reserved far ahead."""
     tmp.mkdir()
     (tmp / "config.toml").write_text(f'[scheduler]\nsuspension = "{suspension}"\n')
-    env = make_cloud(tmp, [(f"node-{i}", 8, 16384) for i in range(16)], now=NOW)
+    env = make_cloud(tmp, [(f"node-{i}", 8, 16384) for i in range(16)], now=NOW).environ()
     rng = random.Random(seed)
     t = NOW
     for _ in range(240):

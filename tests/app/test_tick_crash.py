@@ -8,6 +8,7 @@ driver call rewrites its host's file, so counting the domains there tells how fa
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,14 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_harness import CLOUDCTL, Cli
 from cloud_helpers import (
-    CLOUDCTL,
-    cli,
     disagreements,
     domains,
     make_cloud,
     node_file,
-    ok,
     request,
     vanished_image,
 )
@@ -45,12 +44,12 @@ def _created(tmp: Path) -> dict[str, list[str]]:
     return found
 
 
-def _kill_tick_when(tmp: Path, env: dict[str, str], created: int, timeout: float = 30
+def _kill_tick_when(tmp: Path, cloud: Cli, created: int, timeout: float = 30
                     ) -> int:
     """Start `cloudctl tick`, SIGKILL it once `created` more domains exist (0: at once);
     return how many more domains there were after it died."""
     before = len(_created(tmp))
-    proc = subprocess.Popen([*CLOUDCTL, "tick", "--json"], env=env,
+    proc = subprocess.Popen([*CLOUDCTL, "tick", "--json"], env=cloud.environ(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + timeout
     while created and len(_created(tmp)) - before < created:
@@ -63,9 +62,9 @@ def _kill_tick_when(tmp: Path, env: dict[str, str], created: int, timeout: float
     return len(_created(tmp)) - before
 
 
-def _check_agreement(tmp: Path, env: dict[str, str]) -> None:
-    assert disagreements(tmp, env) == []
-    vms = ok(env, "vm", "list", "--all")
+def _check_agreement(tmp: Path, cloud: Cli) -> None:
+    assert disagreements(cloud) == []
+    vms = cloud.json("vm", "list", "--all")
     running = {vm["name"]: vm["host"] for vm in vms if vm["state"] == "running"}
     # No leaked domain and none twice: exactly the running VMs exist, each on its host.
     found = _created(tmp)
@@ -74,7 +73,7 @@ def _check_agreement(tmp: Path, env: dict[str, str]) -> None:
     for name, _, _ in HOSTS:
         assert all(d.name in running for d in domains(node_file(tmp, name)).values())
     # The lease states tell the truth about their VMs.
-    for lease in ok(env, "lease", "list"):
+    for lease in cloud.json("lease", "list"):
         mine = [vm for vm in vms if vm["lease"] == lease["id"]]
         if lease["state"] == "active":
             assert sorted(vm["node"] for vm in mine if vm["state"] == "running") == \
@@ -85,49 +84,49 @@ def _check_agreement(tmp: Path, env: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def busy_cloud(tmp_path: Path) -> dict[str, str]:
+def busy_cloud(tmp_path: Path) -> Cli:
     """Four hosts, 8 IM leases of 12 VMs each and best-effort leases queued behind them
     (the first of which fits at once): 112 VMs the next tick must create."""
-    env = make_cloud(tmp_path, HOSTS, now=T0)
+    cloud = make_cloud(tmp_path, HOSTS, now=T0)
     for _ in range(LEASES):
-        assert request(env, "im", 1800, NODES, 1, 256).state == "active"
+        assert request(cloud, "im", 1800, NODES, 1, 256).state == "active"
     for _ in range(4):
-        request(env, "be", 3600, 16, 2, 512)
-    return env
+        request(cloud, "be", 3600, 16, 2, 512)
+    return cloud
 
 
-def _to_start(env: dict[str, str]) -> int:
-    return sum(1 for vm in ok(env, "vm", "list") if vm["want"] == "running")
+def _to_start(cloud: Cli) -> int:
+    return sum(1 for vm in cloud.json("vm", "list") if vm["want"] == "running")
 
 
 @pytest.mark.parametrize("kill_after", [0, 1, 30, 80], ids=lambda n: f"after-{n}-creates")
-def test_killed_tick_is_carried_on_by_the_next(tmp_path: Path, busy_cloud: dict[str, str],
+def test_killed_tick_is_carried_on_by_the_next(tmp_path: Path, busy_cloud: Cli,
                                                kill_after: int) -> None:
-    env = busy_cloud
-    total = _to_start(env)
+    cloud = busy_cloud
+    total = _to_start(cloud)
     assert total == LEASES * NODES + 16
-    created = _kill_tick_when(tmp_path, env, kill_after)
+    created = _kill_tick_when(tmp_path, cloud, kill_after)
     if kill_after:
         assert kill_after <= created < total, "the tick was not interrupted half-way"
-    tick = ok(env, "tick")
+    tick = cloud.json("tick")
     assert tick["failed"] == [] and tick["unowned"] == [] and tick["missing"] == []
     # What the killed tick did is adopted; only the rest is created now.
     assert len(tick["done"]) == total - created
-    assert sum(1 for vm in ok(env, "vm", "list") if vm["state"] == "running") == total
-    _check_agreement(tmp_path, env)
+    assert sum(1 for vm in cloud.json("vm", "list") if vm["state"] == "running") == total
+    _check_agreement(tmp_path, cloud)
 
 
 @pytest.mark.parametrize("kill_after", [1, 20], ids=lambda n: f"after-{n}-changes")
-def test_killed_tick_that_stops_and_starts(tmp_path: Path, busy_cloud: dict[str, str],
+def test_killed_tick_that_stops_and_starts(tmp_path: Path, busy_cloud: Cli,
                                            kill_after: int) -> None:
     """The IM leases end and the queued best-effort leases start in the same tick: the
     killed tick had stopped some VMs and maybe started others."""
-    env = busy_cloud
-    ok(env, "tick")
-    _check_agreement(tmp_path, env)
-    later = {**env, "CLOUDCTL_NOW": str(T0 + 31 * 60)}
+    cloud = busy_cloud
+    cloud.json("tick")
+    _check_agreement(tmp_path, cloud)
+    later = cloud.copy(now=T0 + 31 * 60)
     before = set(_created(tmp_path))
-    proc = subprocess.Popen([*CLOUDCTL, "tick", "--json"], env=later,
+    proc = subprocess.Popen([*CLOUDCTL, "tick", "--json"], env=later.environ(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while len(set(_created(tmp_path)) ^ before) < kill_after:
@@ -138,32 +137,32 @@ def test_killed_tick_that_stops_and_starts(tmp_path: Path, busy_cloud: dict[str,
     proc.wait()
     changed = set(_created(tmp_path)) ^ before
     assert kill_after <= len(changed) < LEASES * NODES + 3 * 16
-    tick = ok(later, "tick")
+    tick = later.json("tick")
     assert tick["failed"] == [] and tick["unowned"] == []
     _check_agreement(tmp_path, later)
-    states = {lease["type"]: lease["state"] for lease in ok(later, "lease", "list")}
+    states = {lease["type"]: lease["state"] for lease in later.json("lease", "list")}
     assert states == {"im": "done", "be": "active"}
 
 
 # -- a driver failure is recorded, then retried --------------------------------------------
 
 def test_driver_failure_is_recorded_and_retried(tmp_path: Path) -> None:
-    env = make_cloud(tmp_path, [("node-1", 4, 8192), ("node-2", 4, 8192)], now=T0)
+    cloud = make_cloud(tmp_path, [("node-1", 4, 8192), ("node-2", 4, 8192)], now=T0)
     # Fill node-1 so that the next lease must go to node-2.
-    request(env, "im", 3600, cpus=4, memory=1024)
-    copy, data = vanished_image(env, tmp_path)
-    lease = ok(env, "lease", "request", "--type", "im", "--duration", "1h", "--cpus", "2",
+    request(cloud, "im", 3600, cpus=4, memory=1024)
+    copy, data = vanished_image(cloud)
+    lease = cloud.json("lease", "request", "--type", "im", "--duration", "1h", "--cpus", "2",
                "--memory", "1024", "--image", "base")
     assert lease["hosts"] == ["node-2"]
     vm_name = f"cloudctl-{lease['id']}-0"
     node2 = node_file(tmp_path, "node-2")
 
-    tick = cli(env, "tick", "--json")
-    assert tick.code == 0, tick.err  # the tick succeeded in recording the failure
-    report = tick.json()
+    tick = cloud("tick", "--json", code=None)
+    assert tick.exit_code == 0, tick.stderr  # the tick succeeded in recording the failure
+    report = json.loads(tick.stdout)
     assert any(vm_name in line and "cannot create disk" in line for line in report["failed"])
     assert any(line.startswith("cloudctl-1-0") for line in report["done"])
-    vm = ok(env, "vm", "show", vm_name)
+    vm = cloud.json("vm", "show", vm_name)
     assert vm["state"] == "error" and vm["want"] == "running"
     assert "cannot create disk" in vm["error"] and vm["attempts"] == 1
     assert vm["retry_at"] == "2026-11-22T10:00:30Z"  # retry-backoff 30 s after the failure
@@ -172,41 +171,41 @@ def test_driver_failure_is_recorded_and_retried(tmp_path: Path) -> None:
 
     # Before the retry time a tick leaves it alone, even once the image is back.
     copy.write_bytes(data)
-    early = ok({**env, "CLOUDCTL_NOW": str(T0 + 10)}, "tick")
+    early = cloud.copy(now=T0 + 10).json("tick")
     assert any(vm_name in line for line in early["waiting"]) and early["done"] == []
-    assert ok(env, "vm", "show", vm_name)["state"] == "error"
+    assert cloud.json("vm", "show", vm_name)["state"] == "error"
     assert vm_name not in domains(node2)
 
-    late_env = {**env, "CLOUDCTL_NOW": str(T0 + 31)}
-    late = ok(late_env, "tick")
+    late_cloud = cloud.copy(now=T0 + 31)
+    late = late_cloud.json("tick")
     assert late["done"] == [f"{vm_name}: running on node-2"]
-    vm = ok(late_env, "vm", "show", vm_name)
+    vm = late_cloud.json("vm", "show", vm_name)
     assert vm["state"] == "running" and vm["error"] is None and vm["retry_at"] is None
     assert domains(node2)[vm_name].active
-    assert disagreements(tmp_path, late_env) == []
+    assert disagreements(late_cloud) == []
 
 
 def test_driver_failures_exhausted_fail_the_lease(tmp_path: Path) -> None:
     """After max-attempts failures the lease fails, truthfully, and its capacity is freed."""
-    env = make_cloud(tmp_path, [("node-1", 4, 8192)], now=T0)
-    copy, data = vanished_image(env, tmp_path)
-    lease = ok(env, "lease", "request", "--type", "im", "--duration", "1h", "--cpus", "4",
+    cloud = make_cloud(tmp_path, [("node-1", 4, 8192)], now=T0)
+    copy, data = vanished_image(cloud)
+    lease = cloud.json("lease", "request", "--type", "im", "--duration", "1h", "--cpus", "4",
                "--memory", "1024", "--image", "base")
     now = T0
     for attempt in range(1, 6):
-        report = ok({**env, "CLOUDCTL_NOW": str(now)}, "tick")
+        report = cloud.copy(now=now).json("tick")
         assert report["failed"], report
         now += 30 * 2 ** (attempt - 1)  # past the doubled backoff
     assert report["failed_leases"] == [lease["id"]]
     copy.write_bytes(data)
-    later = {**env, "CLOUDCTL_NOW": str(now)}
-    shown = ok(later, "lease", "show", str(lease["id"]))
+    later = cloud.copy(now=now)
+    shown = later.json("lease", "show", str(lease["id"]))
     assert shown["state"] == "fail" and "gave up after 5 attempts" in shown["reason"]
     assert all(vm["state"] != "running" for vm in shown["vms"])
-    ok(later, "tick")
-    assert disagreements(tmp_path, later) == []
+    later.json("tick")
+    assert disagreements(later) == []
     # The capacity it held is free again.
-    again = ok(later, "lease", "request", "--type", "im", "--duration", "1h", "--cpus", "4",
+    again = later.json("lease", "request", "--type", "im", "--duration", "1h", "--cpus", "4",
                "--memory", "1024")
     assert again["state"] == "active"
 
@@ -237,20 +236,20 @@ STEPS = {"create": 0, "suspend": 595, "ar-start": 600, "resume": 4205, "shutdown
     "shutdown",
 ])
 def test_tick_killed_between_driver_call_and_record(tmp_path: Path, phase: str) -> None:
-    env = make_cloud(tmp_path, [("node-1", 4, 8192)], now=T0)
-    be = request(env, "be", 7200, 2, 2, 256)
-    ar = request(env, "ar", 3600, 1, 4, 1024, start=T0 + 600)
+    cloud = make_cloud(tmp_path, [("node-1", 4, 8192)], now=T0)
+    be = request(cloud, "be", 7200, 2, 2, 256)
+    ar = request(cloud, "ar", 3600, 1, 4, 1024, start=T0 + 600)
     for step, offset in STEPS.items():
-        at = {**env, "CLOUDCTL_NOW": str(T0 + offset)}
+        at = cloud.copy(now=T0 + offset)
         if step == phase:
-            died = subprocess.run([sys.executable, "-c", DIE_AFTER_DRIVER_CALL], env=at,
-                                  capture_output=True, text=True)
+            died = subprocess.run([sys.executable, "-c", DIE_AFTER_DRIVER_CALL],
+                                  env=at.environ(), capture_output=True, text=True)
             assert died.returncode == -signal.SIGKILL, died.stderr
-        tick = ok(at, "tick")
+        tick = at.json("tick")
         assert tick["failed"] == [], (step, tick)
-        assert disagreements(tmp_path, at) == [], step
-    final = {**env, "CLOUDCTL_NOW": str(T0 + 5 * 3600)}
-    states = {lease["id"]: lease["state"] for lease in ok(final, "lease", "list")}
+        assert disagreements(at) == [], step
+    final = cloud.copy(now=T0 + 5 * 3600)
+    states = {lease["id"]: lease["state"] for lease in final.json("lease", "list")}
     assert states == {be.id: "done", ar.id: "done"}
-    shown = ok(final, "lease", "show", str(be.id))
+    shown = final.json("lease", "show", str(be.id))
     assert shown["preempted"] == 1

@@ -8,27 +8,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from cli_harness import Cli
 from cloudctl.drivers.xlcfg import parse
-from typer.testing import CliRunner
-
-from cloudctl.cli.app import app
-
-T0 = "2026-11-23T13:00:00Z"
-runner = CliRunner()
-
-
-class Cli:
-    def __init__(self, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.tmp = tmp
-        monkeypatch.setenv("CLOUDCTL_DB", str(tmp / "state.db"))
-        monkeypatch.setenv("CLOUDCTL_CONFIG", str(tmp / "config.toml"))
-        monkeypatch.setenv("CLOUDCTL_NOW", T0)
-
-    def __call__(self, *args: object, code: int = 0):
-        result = runner.invoke(app, [str(a) for a in args])
-        assert result.exit_code == code, (args, result.exit_code, result.stdout,
-                                          result.stderr)
-        return result
 
 
 @pytest.fixture

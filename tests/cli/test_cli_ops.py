@@ -13,58 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from paths import REPO as ROOT
+from cli_harness import T0, Cli, invoke, run
 from cloud_helpers import vanished_image
+from paths import REPO as ROOT
 from typer.main import get_command
-from typer.testing import CliRunner
 
 from cloudctl.cli.app import app
-
-CLOUDCTL = Path(sys.executable).with_name("cloudctl")
-T0 = "2026-11-23T13:00:00Z"
-runner = CliRunner()
-
-
-class Cli:
-    def __init__(self, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.tmp = tmp
-        self.env = {"CLOUDCTL_DB": str(tmp / "state.db"),
-                    "CLOUDCTL_CONFIG": str(tmp / "config.toml"), "CLOUDCTL_NOW": T0}
-        for key, value in self.env.items():
-            monkeypatch.setenv(key, value)
-        self.monkeypatch = monkeypatch
-
-    def at(self, when: str) -> Cli:
-        self.env["CLOUDCTL_NOW"] = when
-        self.monkeypatch.setenv("CLOUDCTL_NOW", when)
-        return self
-
-    def __call__(self, *args: object, code: int = 0):
-        result = runner.invoke(app, [str(a) for a in args])
-        assert result.exit_code == code, (args, result.exit_code, result.stdout,
-                                          result.stderr)
-        return result
-
-    def json(self, *args: object, code: int = 0):
-        return json.loads(self(*args, "--json", code=code).stdout)
-
-    def process(self, *args: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(CLOUDCTL), *map(str, args)], capture_output=True, text=True,
-                              env={**os.environ, **self.env}, timeout=60)
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return two_host_cloud(tmp_path, monkeypatch)
-
-
-def two_host_cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """A cloud of two 4-CPU, 8 GiB test hosts, node-1 and node-2, at T0."""
-    c = Cli(tmp_path, monkeypatch)
-    c("init")
-    c("host", "add", "node-1", "--cpus", 4, "--memory", 8192)
-    c("host", "add", "node-2", "--cpus", 4, "--memory", 8192)
-    return c
 
 
 def test_init_is_idempotent_and_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -401,7 +355,7 @@ def test_tick_is_exclusive(cli: Cli) -> None:
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         result = cli.process("tick")
-        assert result.returncode == 0 and "another tick is running" in result.stderr
+        assert result.exit_code == 0 and "another tick is running" in result.stderr
         assert json.loads(cli.process("tick", "--json").stdout)["ran"] is False
     finally:
         os.close(fd)
@@ -410,23 +364,23 @@ def test_tick_is_exclusive(cli: Cli) -> None:
 
 def test_real_processes_and_exit_codes(cli: Cli) -> None:
     ok = cli.process("lease", "request", "--type", "be", "--duration", "1h", "--json")
-    assert ok.returncode == 0 and json.loads(ok.stdout)["state"] == "active"
-    assert cli.process("lease", "show", "99").returncode == 3
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["state"] == "active"
+    assert cli.process("lease", "show", "99").exit_code == 3
     bad = cli.process("lease", "request", "--type", "be", "--duration", "x", "--json")
-    assert bad.returncode == 2 and json.loads(bad.stderr)["exit_code"] == 2
-    assert cli.process("host", "add", "node-1", "--cpus", "1", "--memory", "1").returncode == 4
+    assert bad.exit_code == 2 and json.loads(bad.stderr)["exit_code"] == 2
+    assert cli.process("host", "add", "node-1", "--cpus", "1", "--memory", "1").exit_code == 4
     assert cli.process("host", "add", "x", "--cpus", "1", "--memory", "1", "--uri",
-                       "test:///missing.xml").returncode == 5
+                       "test:///missing.xml").exit_code == 5
     big = cli.process("lease", "request", "--type", "im", "--duration", "1h", "--cpus", "99")
-    assert big.returncode == 6 and big.stderr.startswith("Error: lease")
+    assert big.exit_code == 6 and big.stderr.startswith("Error: lease")
     broken = cli.process("lease", "list", "--db", "/nonexistent/dir/x.db")
-    assert broken.returncode == 2  # --db is a root option: usage error here
+    assert broken.exit_code == 2  # --db is a root option: usage error here
     missing = cli.process("--db", str(cli.tmp / "nope.db"), "lease", "list")
-    assert missing.returncode == 3
+    assert missing.exit_code == 3
 
 
 def test_driver_failure_is_recorded_and_retried(cli: Cli, tmp_path: Path) -> None:
-    copy, data = vanished_image({**os.environ, **cli.env}, tmp_path)
+    copy, data = vanished_image(cli)
     lease = cli.json("lease", "request", "--type", "be", "--duration", "1h", "--cpus", 4,
                      "--image", "base")
     assert lease["hosts"] == ["node-1"]
@@ -445,7 +399,7 @@ def test_driver_failure_is_recorded_and_retried(cli: Cli, tmp_path: Path) -> Non
 def test_driver_failures_exhausted_fail_the_lease(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("[enactment]\nmax-attempts = 2\n"
                                           "retry-backoff = '10s'\n")
-    vanished_image({**os.environ, **cli.env}, tmp_path)
+    vanished_image(cli)
     lease = cli.json("lease", "request", "--type", "be", "--duration", "1h", "--cpus", 4,
                      "--image", "base")
     cli("tick")
@@ -489,7 +443,7 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
                 walk(command, full)
             elif f"cloudctl {' '.join(full)}" not in readme:
                 missing.append(" ".join(full))
-            result = runner.invoke(app, [*full, "--help"])
+            result = invoke(*full, "--help")
             assert result.exit_code == 0 and "Usage" in result.stdout
 
     walk(root, [])
@@ -562,8 +516,7 @@ def test_version_fast_path_skips_typer() -> None:
             "print('typer' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.splitlines() == ["cloudctl 0.1.0", "False"]
-    assert subprocess.run([str(CLOUDCTL), "--version"], capture_output=True,
-                          text=True).stdout.startswith("cloudctl ")
+    assert run("--version").stdout.startswith("cloudctl ")
 
 
 def test_vm_moved_before_its_kill_was_enacted_leaves_nothing_behind(cli: Cli,

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from cli_harness import PYTHON_M_CLOUDCTL, Result, invoke, run
 from paths import REPO, SCENARIOS
 from typer.main import get_command
-from typer.testing import CliRunner
 
 from cloudctl import __version__
 from cloudctl.cli.app import app
@@ -30,12 +29,7 @@ SUMMARY_KEYS = {"leases", "completed", "rejected", "ar_accepted", "ar_rejected",
                 "mean_wait_s", "mean_bounded_slowdown", "utilization", "makespan_s",
                 "all_best_effort_s", "sim_wall_s"}
 
-runner = CliRunner()
 needs_traces = pytest.mark.skipif(not SCENARIOS.is_dir(), reason="shared traces not present")
-
-
-def invoke(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def read_records(path: Path) -> dict[int, dict]:
@@ -383,17 +377,16 @@ def test_progress_starts_only_after_the_delay() -> None:
 # -- real processes ---------------------------------------------------------------------------
 
 
-def run_cloudctl(*args: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "cloudctl", *map(str, args)],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+def run_cloudctl(*args: object) -> Result:
+    """`python -m cloudctl ARGS`, from the repository."""
+    return run(*args, command=PYTHON_M_CLOUDCTL, cwd=REPO)
 
 
 @needs_traces
 def test_process_preemption_scenario(tmp_path: Path) -> None:
     out = tmp_path / "leases.jsonl"
     proc = run_cloudctl("simulate", PREEMPTION, *HAIZEA_FLAGS, "--json", "--per-lease", out)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     assert proc.stderr == ""
     assert SUMMARY_KEYS <= json.loads(proc.stdout).keys()
     leases = read_records(out)
@@ -409,7 +402,7 @@ def test_process_preemption_scenario(tmp_path: Path) -> None:
 def test_process_reservation_scenario(tmp_path: Path) -> None:
     out = tmp_path / "leases.jsonl"
     proc = run_cloudctl("simulate", RESERVATION, *HAIZEA_FLAGS, "--json", "--per-lease", out)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     second = read_records(out)[2]
     assert (second["start_s"], second["end_s"]) == (3602, 4510)
 
@@ -417,7 +410,7 @@ def test_process_reservation_scenario(tmp_path: Path) -> None:
 def test_process_bad_trace_exits_2_with_one_line(tmp_path: Path) -> None:
     trace = write(tmp_path, "bad.lwf", "0 -1 100 100 1 1 1024 0 img 0\n1 2 3\n")
     proc = run_cloudctl("simulate", trace, "--nodes", "2")
-    assert proc.returncode == 2
+    assert proc.exit_code == 2
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [proc.stderr.strip()]
     assert proc.stderr.startswith(f"Error: {trace}:2:")
@@ -425,9 +418,9 @@ def test_process_bad_trace_exits_2_with_one_line(tmp_path: Path) -> None:
 
 def test_process_version_and_usage_error() -> None:
     proc = run_cloudctl("--version")
-    assert (proc.returncode, proc.stdout) == (0, f"cloudctl {__version__}\n")
+    assert (proc.exit_code, proc.stdout) == (0, f"cloudctl {__version__}\n")
     proc = run_cloudctl("no-such-command")
-    assert proc.returncode == 2
+    assert proc.exit_code == 2
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("Error: ")
 
 

@@ -9,11 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_harness import invoke
 from paths import REPO as ROOT
 from paths import TRACES
-from typer.testing import CliRunner
-
-from cloudctl.cli.app import app
 
 pytestmark = pytest.mark.slow  # replays 30 days of Blue Horizon, twice per budget
 
@@ -46,9 +44,9 @@ def _simulate(tmp_path: Path, budget: float, partial: bool) -> Run:
         text = text.replace("# partial = true ", "partial = true")
     provider.write_text(text)
     per_lease = tmp_path / "leases.jsonl"
-    result = CliRunner().invoke(app, [
+    result = invoke(
         "simulate", str(BLUE), "--nodes", "144", "--inject", str(ARS), "--burst-provider",
-        str(provider), "--per-lease", str(per_lease), "--json"])
+        str(provider), "--per-lease", str(per_lease), "--json")
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in per_lease.read_text().splitlines()]
     return json.loads(result.stdout), rows

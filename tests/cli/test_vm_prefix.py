@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_cli_ops import Cli
+from cli_harness import Cli
 
 
 def test_vms_are_named_by_the_store_prefix(tmp_path: Path,

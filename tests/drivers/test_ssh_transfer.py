@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from paths import REPO as ROOT
 from cloudctl.drivers.image_cache import (
     FileImageCache,
     ImageCache,
@@ -22,6 +21,7 @@ from cloudctl.drivers.image_cache import (
     sha256_of,
 )
 from cloudctl.drivers.ssh import SSHConnection, SSHTarget
+from paths import REPO as ROOT
 from sshd import SSHNetwork, SSHTestHost
 
 from cloudctl.errors import BackendError, InvalidInput, NotFound, Unsatisfiable

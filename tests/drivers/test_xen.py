@@ -7,11 +7,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from paths import REPO
 from cloudctl.drivers import registry
 from cloudctl.drivers.base import VMSpec, VMState
 from cloudctl.drivers.libvirt import METADATA_NS, LibvirtDriver, TestDriver
 from cloudctl.drivers.xen import XenDriver, XenTestDriver
+from paths import REPO
 from test_domain_schema import BARE, FULL
 
 from cloudctl.errors import InvalidInput

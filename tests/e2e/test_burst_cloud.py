@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_harness import Cli, two_host_cloud
 from cloud_helpers import in_process
 from cloudctl.drivers.ec2 import EC2Driver
 from moto_ec2 import EC2Env, inject
-from test_cli_ops import Cli, two_host_cloud
 
 T0 = "2026-11-23T13:00:00Z"
 T_1H = "2026-11-23T14:00:00Z"

@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cli_harness import Cli
 from sshd import SSHTestHost
-from test_cli_ops import Cli
 from test_ssh_hosts import add_ssh_hosts, qcow2
 
 MARK = "0xab"  # a pattern the guest "wrote" to its disk before it was suspended

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cli_harness import Cli
 from sshd import SSHTestHost
-from test_cli_ops import Cli
 
 
 def qcow2(path: Path) -> Path:

@@ -9,15 +9,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from cli_harness import Cli
 from cloudctl.drivers.storage import make_disk
-from test_cli_ops import Cli, two_host_cloud
 
 from cloudctl.errors import BackendError
-
-
-@pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return two_host_cloud(tmp_path, monkeypatch)
 
 
 def qcow2(path: Path, size: str = "16M") -> Path:

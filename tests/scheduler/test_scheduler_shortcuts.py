@@ -46,7 +46,7 @@ def replay(requests: list[LeaseRequest], host_list: list[HostSpec],
             for r in requests]
 
 
-# Compiled classes ignore patched methods: tests/scheduler/test_native.py runs these on the pure build.
+# Compiled classes ignore patched methods: test_native.py runs these on the pure build.
 patches_the_scheduler = pytest.mark.skipif(is_compiled(), reason="patches compiled classes")
 
 

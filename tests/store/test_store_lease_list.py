@@ -27,7 +27,7 @@ def _listed(env: dict[str, str]) -> tuple[list[object], list[object]]:
 
 
 def test_stored_list_json_is_the_cli_rendering_and_migrates(tmp_path: Path) -> None:
-    env = make_cloud(tmp_path, [("node-1", 4, 8192), ("node-2", 4, 8192)], now=NOW)
+    env = make_cloud(tmp_path, [("node-1", 4, 8192), ("node-2", 4, 8192)], now=NOW).environ()
     specs = [LeaseSpec(LeaseType.BE, 3600, 2, 2, 1024, name="batch"),
              LeaseSpec(LeaseType.AR, 1800, 2, 4, 2048, start=NOW + 600, name="demo"),
              LeaseSpec(LeaseType.IM, 600, 1, 1, 512),
