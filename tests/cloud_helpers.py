@@ -1,14 +1,11 @@
-"""Helpers for tests that drive a whole cloud through the `cloudctl` command: a private store
-per test, the CLI as a subprocess, the test driver's node files read directly, and the two
-invariants every operating test checks (no host over-committed; store and hypervisors agree).
+"""Helpers for tests that drive a whole cloud through `cloudctl` processes (cli_harness's `Cli`
+in process mode): a private cloud set up in process, the test driver's node files read
+directly, and the two invariants every operating test checks (no host over-committed; store
+and hypervisors agree).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -17,43 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_SCRIPT = Path(sys.executable).with_name("cloudctl")
-CLOUDCTL = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "cloudctl"]
+from cli_harness import Cli
+
 TEST_NS = "{http://libvirt.org/schemas/domain/test/1.0}"
 ACTIVE_RUNSTATES = {1, 2, 3, 4, 7}  # running, blocked, paused, shutting down, pmsuspended
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def cloud_env(tmp: Path, now: str | int | None = None) -> dict[str, str]:
-    """The environment of a private cloud in `tmp` (a fixed clock when `now` is given)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCTL_")}
-    env.update(CLOUDCTL_DB=str(tmp / "state.db"), CLOUDCTL_CONFIG=str(tmp / "config.toml"),
-               NO_COLOR="1")
-    if now is not None:
-        env["CLOUDCTL_NOW"] = str(now)
-    return env
-
-
-def cli(env: Mapping[str, str], *args: str, timeout: float = 120) -> Result:
-    proc = subprocess.run([*CLOUDCTL, *args], env=dict(env), capture_output=True, text=True,
-                          timeout=timeout)
-    return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def ok(env: Mapping[str, str], *args: str) -> Any:
-    """Run a `--json` command that must succeed; its parsed output."""
-    result = cli(env, *args, "--json")
-    assert result.code == 0, f"cloudctl {' '.join(args)} -> {result.code}: {result.err}"
-    return result.json()
 
 
 @contextmanager
@@ -70,23 +34,24 @@ def in_process(env: Mapping[str, str]) -> Iterator[Any]:
 
 
 def make_cloud(tmp: Path, hosts: Iterable[tuple[str, int, int]],
-               now: str | int | None = None) -> dict[str, str]:
-    """`init` and `host add` for each (name, cpus, memory MiB); the env to use."""
-    env = cloud_env(tmp, now)
-    with in_process(env) as cloud:
+               now: str | int | None = None) -> Cli:
+    """`init` and `host add` for each (name, cpus, memory MiB), in process; the cloud, whose
+    commands run as `cloudctl` processes."""
+    cli = Cli(tmp, now=now, process=True)
+    with in_process(cli.environ()) as cloud:
         cloud.admin.init()
         for name, cpus, memory in hosts:
             cloud.hosts.add(name, cpus, memory, None, None, None)
-    return env
+    return cli
 
 
-def request(env: Mapping[str, str], kind: str, duration: int, nodes: int = 1, cpus: int = 1,
+def request(cli: Cli, kind: str, duration: int, nodes: int = 1, cpus: int = 1,
             memory: int = 512, start: int | None = None) -> Any:
     """Request a lease in process; its LeaseRecord (raises Unsatisfiable when rejected)."""
     from cloudctl.app.leases import LeaseSpec
     from cloudctl.domain import LeaseType
 
-    with in_process(env) as cloud:
+    with in_process(cli.environ()) as cloud:
         spec = LeaseSpec(LeaseType(kind), duration, nodes, cpus, memory, start)
         return cloud.leases.request(spec).lease
 
@@ -195,14 +160,14 @@ def store_records(db: Path) -> tuple[list[Any], list[Any], list[Any], list[Any]]
 
 # -- the store and the hypervisors agree ------------------------------------------------------
 
-def disagreements(tmp: Path, env: Mapping[str, str]) -> list[str]:
+def disagreements(cli: Cli) -> list[str]:
     """What `vm list` and the node files disagree on: a VM the store calls running that is not
     active on its host, an active cloudctl domain no running VM owns, a VM whose state is
     not what it wants, a host whose active domains exceed its size."""
-    vms = ok(env, "vm", "list", "--all")
-    hosts = ok(env, "host", "list")
+    vms = cli.json("vm", "list", "--all")
+    hosts = cli.json("host", "list")
     problems = []
-    on_host = {h["name"]: domains(node_file(tmp, h["name"])) for h in hosts}
+    on_host = {h["name"]: domains(node_file(cli.tmp, h["name"])) for h in hosts}
     running = {vm["name"]: vm for vm in vms if vm["state"] == "running"}
     for vm in running.values():
         dom = on_host.get(vm["host"], {}).get(vm["name"])
@@ -228,11 +193,11 @@ def disagreements(tmp: Path, env: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def vanished_image(env: Mapping[str, str], tmp: Path) -> tuple[Path, bytes]:
+def vanished_image(cli: Cli) -> tuple[Path, bytes]:
     """Add image `base` and delete its repository copy, so that making a VM's disk from it
     fails (a driver failure that leaves the host reachable); (copy's path, its bytes)."""
-    source = tmp / "disk.img"
+    source = cli.tmp / "disk.img"
     source.write_bytes(b"\1" * 4096)
-    copy = Path(ok(env, "image", "add", "base", "--path", str(source))["path"])
+    copy = Path(cli.json("image", "add", "base", "--path", str(source))["path"])
     copy.unlink()
     return copy, source.read_bytes()

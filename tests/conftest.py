@@ -1,4 +1,5 @@
-"""Helpers for the scheduler tests: terse hosts and requests, and a whole run in one call.
+"""The suite's markers, applied by folder and by fixture; the fixture plugins; and helpers for
+the scheduler tests: terse hosts and requests, and a whole run in one call.
 
 Times are seconds from 0; every host and request is 1 CPU / 1024 MiB unless told otherwise.
 """
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from cloudctl.policies.registry import PolicySet
+from paths import SCENARIOS
 from sshd import ssh_hosts, ssh_network  # noqa: F401  (fixtures: real sshd test hosts)
 
 from cloudctl.scheduler.config import SchedulerConfig, parse_backfilling
@@ -18,10 +20,28 @@ from cloudctl.scheduler.lease import Lease
 from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseType
 from cloudctl.sim.simulator import simulate
 
-# Fixtures for tests on real libvirt + QEMU (system_libvirt, tiny_guest, session_libvirts, ...).
-pytest_plugins = ["real_qemu", "moto_ec2"]
+# Fixtures for tests on real libvirt + QEMU (system_libvirt, tiny_guest, session_libvirts, ...),
+# on moto's EC2 server, and the CLI harness's `cli` (a cloud of two test hosts).
+pytest_plugins = ["real_qemu", "moto_ec2", "cli_harness"]
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "shared" / "traces" / "haizea" / "scenarios"
+# -- markers (registered in pyproject.toml) -------------------------------------------------
+# `real`: needs a real daemon or process; `slow`: takes more than about 2 s. The fast lane is
+# `pytest -m "not slow and not real"`. Slow tests carry `pytestmark`/decorators in their files.
+FOLDER_MARKERS = {"real": "real"}  # tests/<folder>/: every test there
+# A test asking for one of these fixtures talks to a real sshd, moto server or libvirtd.
+REAL_FIXTURES = {"ssh_network", "ssh_hosts", "moto_server", "ec2_env", "system_libvirt",
+                 "tiny_guest", "session_libvirts", "shared_dir", "qemu_host"}
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = item.path.resolve().relative_to(TESTS).parts[0]
+        if folder in FOLDER_MARKERS:
+            item.add_marker(FOLDER_MARKERS[folder])
+        if REAL_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker("real")
+
 
 # REFERENCE.md's scenario setup: 2 s per command, a suspend takes only its command (override
 # 0 s), a resume reads 1024 MiB at 32 MiB/s plus its command, EASY backfilling.

@@ -39,6 +39,8 @@ class DriverCase:
     shared_host: bool = False
     # Two hosts opened on it are two hypervisors (False: both reach one daemon).
     distinct_hosts: bool = True
+    # It needs a real daemon: its cases are marked `real` (out of the fast lane).
+    real: bool = False
 
 
 def _test_host(driver: str, options: Mapping[str, object] | None = None
@@ -85,5 +87,5 @@ DRIVER_CASES = [
                HOST_MEMORY_MIB),
     DriverCase("qemu", _open_qemu_host, _qemu_spec, None, None, exact_free_memory=False,
                unavailable=_qemu_unavailable, lease_id=real_qemu.unique_lease_id(),
-               shared_host=True, distinct_hosts=False),
+               shared_host=True, distinct_hosts=False, real=True),
 ]

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_harness import Cli
 from real_qemu import TinyGuest, ticks, wait_for_tick
-from test_cli_ops import Cli
 
 T0 = "2026-11-23T13:00:00Z"
 

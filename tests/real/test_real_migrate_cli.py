@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_harness import Cli
 from real_qemu import MIGRATE_URI, TinyGuest, ticks, wait_for_tick
-from test_cli_ops import Cli
 
 
 def state_of(uri: str, name: str) -> str:
