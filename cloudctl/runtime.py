@@ -1,16 +1,19 @@
 """The composition root: the one place that assembles cloudctl for a mode of operation.
 
-`build_simulation` wires a trace, simulated hosts and the scheduler together; `build_real`
-will join it for real drivers. Nothing else in the code base branches on the mode.
+`build_simulation` wires a trace, simulated hosts and the scheduler together, with the
+policies its config names (`cloudctl.plugins`); `build_burster` the public clouds a simulation
+may burst to. `build_real` will join them for real drivers. Nothing else in the code base
+branches on the mode.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
+from cloudctl import plugins
 from cloudctl.errors import InvalidInput
-from cloudctl.policies.registry import PolicySet
-from cloudctl.scheduler.burst import Burster
+from cloudctl.scheduler.burst import Burster, Ledger, calendar_month
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest
@@ -45,9 +48,7 @@ def build_simulation(
         if value is not None and value <= 0:
             raise InvalidInput(f"{option} must be positive, got {value}")
     # Policies first: an unknown name should fail before a long trace is read.
-    policies = PolicySet.from_names(
-        admission=config.admission_policy, host_filter=config.host_filter_policy,
-        host_score=config.host_score_policy, preemption=config.preemption_policy)
+    policies = plugins.policy_set(config)
 
     job_memory = max(1, (node_memory or DEFAULT_NODE_MEMORY_MIB) // (node_cpus or 1))
     trace = load_trace(name, estimates=estimates, memory_mib=job_memory)
@@ -68,3 +69,14 @@ def build_simulation(
     origin = min(0, min((r.submit for r in trace.requests), default=0))
     scheduler = Scheduler(hosts, config, policies, now=origin, burster=burster)
     return trace.requests, hosts, scheduler, trace
+
+
+def build_burster(provider_files: Sequence[str | os.PathLike[str]], epoch: int = 0) -> Burster:
+    """The public clouds described by provider files (`simulate --burst-provider`), each with
+    the burst policy it names; budgets count calendar months from `epoch` (the Unix time of
+    the simulation's second 0)."""
+    from cloudctl.config import load_provider_file
+
+    providers = [load_provider_file(os.fspath(path)) for path in provider_files]
+    return Burster(providers, plugins.burst_policies(providers),
+                   ledger=Ledger(calendar_month(epoch)))

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 from cloudctl.persist import build_scheduler, to_record
+from cloudctl.plugins import policy_set
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.lease import Lease
 from cloudctl.scheduler.model import LeaseState
@@ -78,7 +79,7 @@ class Session:
             records.append(include)
         self.scheduler = build_scheduler(self.hosts, records, config,
                                          int(clock) if clock is not None else self.now,
-                                         listener=self._moved,
+                                         policy_set(config), listener=self._moved,
                                          burster=burster) if self.hosts else None
         self._prints: dict[int, tuple[Any, ...]] = {}
         if self.scheduler is not None:

@@ -1,4 +1,4 @@
-"""The lease model, heterogeneous hosts, the policy registry and the slot table."""
+"""The lease model, heterogeneous hosts, policies found by name and the slot table."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from cloudctl.policies import registry
-from cloudctl.policies.base import Status
 from conftest import ar, be, config, hosts, im, planned, run, scheduler, timeline
 
+from cloudctl import plugins
 from cloudctl.errors import InvalidInput, InvalidTransition
+from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.lease import Lease
 from cloudctl.scheduler.model import (
@@ -21,6 +21,7 @@ from cloudctl.scheduler.model import (
     LeaseState,
     check_transition,
 )
+from cloudctl.scheduler.policy import Status
 from cloudctl.scheduler.slottable import Booking, SlotTable, vnodes_fitting
 
 S = LeaseState
@@ -86,8 +87,9 @@ def test_lease_move_keeps_its_state_on_an_illegal_transition() -> None:
 
 def test_scheduler_records_every_transition_of_a_preempted_lease() -> None:
     seen: list[tuple[int, str, str, int]] = []
-    s = Scheduler(hosts(1), config(), listener=lambda lease, old, new, now, why: seen.append(
-        (lease.id, old.value, new.value, now)))
+    s = Scheduler(hosts(1), config(), plugins.policy_set(config()),
+                  listener=lambda lease, old, new, now, why: seen.append(
+                      (lease.id, old.value, new.value, now)))
     s.submit(be(1, 0, 1000), 0)
     s.schedule(0)
     s.advance(100)
@@ -263,7 +265,7 @@ def test_queued_lease_says_why_it_waits() -> None:
 
 def test_unknown_policy_name_lists_the_known_ones() -> None:
     with pytest.raises(InvalidInput) as caught:
-        registry.load_policy("preemption", "no-such-policy")
+        plugins.load_policy("preemption", "no-such-policy")
     message = str(caught.value)
     assert "no-such-policy" in message
     for known in ("ar-preempts-be", "no-preemption", "oldest-first"):
@@ -293,13 +295,13 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
             return []
         return [EntryPoint(name="never", value=f"{__name__}:NeverPreempt", group=group)]
 
-    monkeypatch.setattr(registry, "entry_points", entry_points)
+    monkeypatch.setattr(plugins, "entry_points", entry_points)
 
 
 def test_third_party_policy_is_found_by_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_entry_points(monkeypatch)
-    assert "never" in registry.available("preemption")
-    assert isinstance(registry.load_policy("preemption", "never"), NeverPreempt)
+    assert "never" in plugins.available("cloudctl.policies.preemption")
+    assert isinstance(plugins.load_policy("preemption", "never"), NeverPreempt)
     s = scheduler(hosts(2), preemption_policy="never")
     s.submit(be(1, 0, 1000, nodes=2), 0)
     s.schedule(0)
@@ -312,12 +314,12 @@ def test_third_party_policy_is_found_by_entry_point(monkeypatch: pytest.MonkeyPa
 def test_unknown_name_lists_third_party_policies(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_entry_points(monkeypatch)
     with pytest.raises(InvalidInput, match="never"):
-        registry.load_policy("preemption", "nope")
+        plugins.load_policy("preemption", "nope")
 
 
 def test_built_in_policies_need_no_packaging_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "entry_points", lambda group: [])
-    policies = registry.PolicySet.from_names()
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [])
+    policies = plugins.policy_set(SchedulerConfig())
     assert (policies.admission.name, policies.host_filter.name, policies.host_score.name,
             policies.preemption.name) == ("accept-all", "enabled", "greedy", "ar-preempts-be")
 

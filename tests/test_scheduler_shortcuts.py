@@ -11,6 +11,7 @@ from cloudctl.policies.host_score import Greedy
 from conftest import be, hosts, request, timeline
 
 from cloudctl._native import is_compiled
+from cloudctl.plugins import policy_set
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseType
@@ -40,7 +41,8 @@ def workload(seed: int, n: int = 160, with_ars: bool = True) -> list[LeaseReques
 
 def replay(requests: list[LeaseRequest], host_list: list[HostSpec],
            **options: Any) -> list[dict[str, Any]]:
-    sched = Scheduler(host_list, SchedulerConfig(**options))
+    config = SchedulerConfig(**options)
+    sched = Scheduler(host_list, config, policy_set(config))
     simulate(requests, host_list, sched)
     return [timeline(sched.leases[r.id]) | {"reason": sched.leases[r.id].reason}
             for r in requests]
