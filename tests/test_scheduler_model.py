@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 from importlib.metadata import EntryPoint
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -318,10 +320,31 @@ def test_unknown_name_lists_third_party_policies(monkeypatch: pytest.MonkeyPatch
 
 
 def test_built_in_policies_need_no_packaging_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plugins, "entry_points", lambda group: [])
-    policies = plugins.policy_set(SchedulerConfig())
+    def entry_points(group: str) -> list[EntryPoint]:
+        raise AssertionError(f"looked through installed packages for {group}")
+
+    monkeypatch.setattr(plugins, "entry_points", entry_points)
+    policies = plugins.policy_set(SchedulerConfig(host_score_policy="pack"))
     assert (policies.admission.name, policies.host_filter.name, policies.host_score.name,
-            policies.preemption.name) == ("accept-all", "enabled", "greedy", "ar-preempts-be")
+            policies.preemption.name) == ("accept-all", "enabled", "pack", "ar-preempts-be")
+    assert plugins.is_registered("cloudctl.policies.burst", "never")
+    assert plugins.load(plugins.HYPERVISOR, "xen").__name__ == "XenDriver"
+
+
+def test_the_scheduler_imports_nothing_outside_itself_but_the_errors() -> None:
+    """Policies, configuration files and plug-in loading live above it: the composition root
+    hands it built objects (no scheduler <-> policies import cycle)."""
+    package = Path(Scheduler.__module__.replace(".", "/")).parent
+    root = Path(__file__).resolve().parents[1]
+    outside = []
+    for path in sorted((root / package).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            outside += [f"{path.name}: {name}" for name in names
+                        if name.startswith("cloudctl") and name != "cloudctl.errors"
+                        and not name.startswith("cloudctl.scheduler")]
+    assert outside == []
 
 
 # --- the slot table -----------------------------------------------------------------------
