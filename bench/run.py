@@ -91,7 +91,8 @@ def reference_easy(repeat: int) -> dict[str, object]:
 
 def ar_admission(n_hosts: int, n_leases: int, decisions: int, seed: int = 7) -> dict[str, object]:
     sys.path.insert(0, str(ROOT))
-    from cloudctl.plugins import policy_set
+    from cloudctl.policies import policy_set
+
     from cloudctl.scheduler.config import SchedulerConfig
     from cloudctl.scheduler.core import Scheduler
     from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseType
@@ -188,8 +189,9 @@ def scheduled_ars(n_hosts: int, n_leases: int, now: int, seed: int = 11) -> list
     """`n_leases` ARs over the next two weeks, placed by the scheduler itself on `n_hosts`
     hosts (so they are valid, non-overlapping reservations), as store records."""
     sys.path.insert(0, str(ROOT))
+    from cloudctl.policies import policy_set
+
     from cloudctl.persist import to_record
-    from cloudctl.plugins import policy_set
     from cloudctl.scheduler.config import SchedulerConfig
     from cloudctl.scheduler.core import Scheduler
     from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseType

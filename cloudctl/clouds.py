@@ -82,8 +82,10 @@ def burster_for(store: Store, live: set[int]) -> Burster | None:
     clouds = [c for c in store.clouds() if c.enabled]
     if not clouds:
         return None
+    from cloudctl.policies import burst_policies  # the policy modules load only to burst
+
     providers = [provider_of(c) for c in clouds]
-    return Burster(providers, plugins.burst_policies(providers),
+    return Burster(providers, burst_policies(providers),
                    ledger=Ledger(calendar_month(), spent_before(store, live)))
 
 

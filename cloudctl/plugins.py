@@ -7,21 +7,19 @@ A third-party package registers, in its pyproject.toml,
 and `--preemption-policy my-policy` (or the config key) picks it; a driver registers in
 `cloudctl.drivers.hypervisor` and `host add --driver NAME` picks it. A plug-in's module is
 imported only when it is used.
+
+It sits beside the drivers, below the scheduler: it knows names and import paths, not what it
+loads (`cloudctl.policies.policy_set` builds the scheduler's PolicySet from it).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cloudctl.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from cloudctl.scheduler.burst import Provider
-    from cloudctl.scheduler.config import SchedulerConfig
-    from cloudctl.scheduler.policy import PolicySet
 
 HYPERVISOR = "cloudctl.drivers.hypervisor"
 POLICY_KINDS = ("admission", "host_filter", "host_score", "preemption", "burst")
@@ -129,19 +127,3 @@ def load_policy(kind: str, name: str) -> Any:
         raise InvalidInput(f"unknown policy kind {kind!r}")
     return load(policy_group(kind), name)()
 
-
-def policy_set(config: SchedulerConfig) -> PolicySet:
-    """The policies `config` names, loaded, for the Scheduler."""
-    from cloudctl.scheduler.policy import PolicySet
-
-    return PolicySet(
-        admission=load_policy("admission", config.admission_policy),
-        host_filter=load_policy("host_filter", config.host_filter_policy),
-        host_score=load_policy("host_score", config.host_score_policy),
-        preemption=load_policy("preemption", config.preemption_policy),
-    )
-
-
-def burst_policies(providers: Sequence[Provider]) -> dict[str, Any]:
-    """Each provider's burst policy, loaded, by provider name, for the Burster."""
-    return {p.name: load_policy("burst", p.policy) for p in providers}

@@ -1,9 +1,9 @@
 """The composition root: the one place that assembles cloudctl for a mode of operation.
 
 `build_simulation` wires a trace, simulated hosts and the scheduler together, with the
-policies its config names (`cloudctl.plugins`); `build_burster` the public clouds a simulation
-may burst to. `build_real` will join them for real drivers. Nothing else in the code base
-branches on the mode.
+policies its config names (`cloudctl.policies.policy_set`); `build_burster` the public clouds
+a simulation may burst to. `build_real` will join them for real drivers. Nothing else in the
+code base branches on the mode.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from cloudctl import plugins
 from cloudctl.errors import InvalidInput
+from cloudctl.policies import burst_policies, policy_set
 from cloudctl.scheduler.burst import Burster, Ledger, calendar_month
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
@@ -48,7 +48,7 @@ def build_simulation(
         if value is not None and value <= 0:
             raise InvalidInput(f"{option} must be positive, got {value}")
     # Policies first: an unknown name should fail before a long trace is read.
-    policies = plugins.policy_set(config)
+    policies = policy_set(config)
 
     job_memory = max(1, (node_memory or DEFAULT_NODE_MEMORY_MIB) // (node_cpus or 1))
     trace = load_trace(name, estimates=estimates, memory_mib=job_memory)
@@ -78,5 +78,5 @@ def build_burster(provider_files: Sequence[str | os.PathLike[str]], epoch: int =
     from cloudctl.config import load_provider_file
 
     providers = [load_provider_file(os.fspath(path)) for path in provider_files]
-    return Burster(providers, plugins.burst_policies(providers),
+    return Burster(providers, burst_policies(providers),
                    ledger=Ledger(calendar_month(epoch)))

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 from cloudctl.persist import build_scheduler, to_record
-from cloudctl.plugins import policy_set
+from cloudctl.policies import policy_set
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.lease import Lease
 from cloudctl.scheduler.model import LeaseState

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cloudctl.policies import policy_set
 from sshd import ssh_hosts, ssh_network  # noqa: F401  (fixtures: real sshd test hosts)
 
-from cloudctl.plugins import policy_set
 from cloudctl.scheduler.config import SchedulerConfig, parse_backfilling
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.lease import Lease

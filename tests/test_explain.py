@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cloudctl.plugins import policy_set
+from cloudctl.policies import policy_set
+
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseState, LeaseType

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import random
 
+from cloudctl.policies import policy_set
+
 from cloudctl.persist import build_scheduler, to_record
-from cloudctl.plugins import policy_set
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.model import Capacity, LeaseRequest, LeaseType

@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cloudctl.policies import burst_policies, policy_set
 from conftest import ar, be, config, hosts, im, planned, timeline
 
 from cloudctl.config import provider_from
 from cloudctl.errors import InvalidInput
-from cloudctl.plugins import burst_policies, policy_set
 from cloudctl.scheduler.burst import Burster, InstanceType, Ledger, Provider, calendar_month
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.model import LeaseState

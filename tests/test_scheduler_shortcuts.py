@@ -7,11 +7,11 @@ import random
 from typing import Any
 
 import pytest
+from cloudctl.policies import policy_set
 from cloudctl.policies.host_score import Greedy
 from conftest import be, hosts, request, timeline
 
 from cloudctl._native import is_compiled
-from cloudctl.plugins import policy_set
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseType

@@ -176,7 +176,7 @@ class Burster:
     def __init__(self, providers: Sequence[Provider], policies: Mapping[str, BurstPolicy],
                  ledger: Ledger | None = None) -> None:
         """`policies`: each provider's burst policy by provider name, built by the caller
-        (`cloudctl.plugins.burst_policies` loads the one each provider names)."""
+        (`cloudctl.policies.burst_policies` loads the one each provider names)."""
         if not providers:
             raise InvalidInput("bursting needs at least one provider")
         names = [p.name for p in providers]

@@ -158,7 +158,7 @@ class Scheduler:
             raise InvalidInput("the cluster has no hosts")
         self.hosts = list(hosts)
         self.config = config
-        self.policies = policies  # built by the caller (`cloudctl.plugins.policy_set`)
+        self.policies = policies  # built by the caller (`cloudctl.policies.policy_set`)
         self.table = SlotTable(self.hosts, now)
         self.now = now
         self.leases: dict[int, Lease] = {}

@@ -2,7 +2,7 @@
 answers with, and the PolicySet handed to the Scheduler.
 
 The policies themselves (`cloudctl.policies`) implement these; the scheduler never loads
-them by name. The composition root does (`cloudctl.plugins.policy_set`).
+them by name. The composition root does (`cloudctl.policies.policy_set`).
 """
 
 from __future__ import annotations
