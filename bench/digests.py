@@ -1,6 +1,6 @@
 """Schedule digests: a fixed list of simulations, each lease's record hashed.
 
-    .venv/bin/python bench/digests.py            # compare with bench/digests.json (exit 1 on a change)
+    .venv/bin/python bench/digests.py            # compare with bench/digests.json (exit 1: changed)
     .venv/bin/python bench/digests.py --write    # record the current schedules as the reference
     .venv/bin/python bench/digests.py --only kth # the runs whose name contains "kth"
 
@@ -28,6 +28,9 @@ KTH = str(TRACES / "kth" / "KTH-SP2-1996-2.1-cln.swf")
 BLUE = [str(TRACES / "blue" / "30days.swf"), "--nodes", "144", "--inject",
         str(TRACES / "blue" / "injected-30days" / "work_10-dur_3h-size_2medium.lwf")]
 MULTI = [str(TRACES / "haizea" / "multi" / "withprematureend.lwf"), "--nodes", "4"]
+# The same with Haizea's first injection set: 13 ARs that preempt, so suspension, migration
+# and the transfer modes matter.
+MULTI_AR = [*MULTI, "--inject", str(TRACES / "haizea" / "multi" / "inj1.lwf")]
 BLUE_1000 = [str(TRACES / "blue" / "1000requests.swf"), "--nodes", "144"]
 REFERENCE = Path(__file__).with_name("digests.json")
 
@@ -44,6 +47,10 @@ RUNS: dict[str, list[str]] = {
     "multi-unicast-migration": [*MULTI, "--image-transfer", "unicast", "--migration", "yes"],
     "multi-multicast-global": [*MULTI, "--image-transfer", "multicast",
                                "--suspend-exclusion", "global"],
+    "multi-ar-unicast-migration": [*MULTI_AR, "--image-transfer", "unicast",
+                                   "--migration", "yes"],
+    "multi-ar-multicast-global": [*MULTI_AR, "--image-transfer", "multicast",
+                                  "--suspend-exclusion", "global"],
     "blue1000-multicast-conservative": [*BLUE_1000, "--image-transfer", "multicast",
                                         "--backfilling", "conservative"],
 }
