@@ -91,13 +91,15 @@ def reference_easy(repeat: int) -> dict[str, object]:
 
 def ar_admission(n_hosts: int, n_leases: int, decisions: int, seed: int = 7) -> dict[str, object]:
     sys.path.insert(0, str(ROOT))
+    from cloudctl.policies import policy_set
+
     from cloudctl.scheduler.config import SchedulerConfig
     from cloudctl.scheduler.core import Scheduler
     from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseType
 
     rng = random.Random(seed)
     hosts = [HostSpec(f"host-{i}", Capacity(8, 32768, 0)) for i in range(n_hosts)]
-    sched = Scheduler(hosts, SchedulerConfig())
+    sched = Scheduler(hosts, SchedulerConfig(), policy_set(SchedulerConfig()))
     horizon = 14 * 24 * 3600
     lease_id = 0
 
@@ -189,6 +191,8 @@ def scheduled_ars(n_hosts: int, n_leases: int, now: int, seed: int = 11) -> list
     """`n_leases` ARs over the next two weeks, placed by the scheduler itself on `n_hosts`
     hosts (so they are valid, non-overlapping reservations), as store records."""
     sys.path.insert(0, str(ROOT))
+    from cloudctl.policies import policy_set
+
     from cloudctl.persist import to_record
     from cloudctl.scheduler.config import SchedulerConfig
     from cloudctl.scheduler.core import Scheduler
@@ -196,7 +200,7 @@ def scheduled_ars(n_hosts: int, n_leases: int, now: int, seed: int = 11) -> list
 
     rng = random.Random(seed)
     hosts = [HostSpec(f"host-{i}", Capacity(8, 32768, 102400)) for i in range(n_hosts)]
-    sched = Scheduler(hosts, SchedulerConfig(), now=now)
+    sched = Scheduler(hosts, SchedulerConfig(), policy_set(SchedulerConfig()), now=now)
     lease_id, booked = 0, 0
     while booked < n_leases:
         lease_id += 1

@@ -14,16 +14,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from cloudctl import plugins
+from cloudctl.config import parse_duration_field
 from cloudctl.domain import VMStatus
 from cloudctl.errors import BackendError, CloudctlError, InvalidInput
-from cloudctl.scheduler.burst import (
-    Burster,
-    InstanceType,
-    Ledger,
-    Provider,
-    calendar_month,
-    parse_duration_field,
-)
+from cloudctl.scheduler.burst import Burster, InstanceType, Ledger, Provider, calendar_month
 from cloudctl.store.db import Store
 from cloudctl.store.records import CloudRecord, InstanceRecord, VMRecord
 
@@ -88,7 +83,10 @@ def burster_for(store: Store, live: set[int]) -> Burster | None:
     clouds = [c for c in store.clouds() if c.enabled]
     if not clouds:
         return None
-    return Burster([provider_of(c) for c in clouds],
+    from cloudctl.policies import burst_policies  # the policy modules load only to burst
+
+    providers = [provider_of(c) for c in clouds]
+    return Burster(providers, burst_policies(providers),
                    ledger=Ledger(calendar_month(), spent_before(store, live)))
 
 
@@ -101,9 +99,7 @@ def parse_options(values: Mapping[str, Any]) -> dict[str, Any]:
         if key not in OPTION_KEYS:
             raise InvalidInput(f"unknown cloud option {key!r}")
         if key == "policy":
-            from cloudctl.policies.registry import load_policy
-
-            load_policy("burst", str(value))  # an unknown name fails here, not in a tick
+            plugins.load_policy("burst", str(value))  # an unknown name fails here, not in a tick
         if key in ("max_wait", "boot_time"):
             value = parse_duration_field(value, key.replace("_", "-"))
         if key == "retry_backoff" and not 0 <= float(value) <= 600:

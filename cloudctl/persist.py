@@ -9,11 +9,11 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cloudctl.domain import HostStatus, LeaseState, LeaseType
-from cloudctl.policies.registry import PolicySet
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Listener, Scheduler
 from cloudctl.scheduler.lease import Lease, Run
 from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest
+from cloudctl.scheduler.policy import PolicySet
 from cloudctl.store.records import HostRecord, LeaseRecord, ReservationRecord
 
 if TYPE_CHECKING:  # bursting loads only where a cloud is configured
@@ -29,8 +29,7 @@ def host_specs(hosts: Sequence[HostRecord]) -> list[HostSpec]:
 
 
 def build_scheduler(hosts: Sequence[HostRecord], leases: Sequence[LeaseRecord],
-                    config: SchedulerConfig, clock: int, *,
-                    policies: PolicySet | None = None,
+                    config: SchedulerConfig, clock: int, policies: PolicySet, *,
                     listener: Listener | None = None,
                     burster: Burster | None = None) -> Scheduler:
     """The scheduler exactly as the store left it at `clock` (the last time it ran)."""

@@ -2,15 +2,17 @@
 
 `build_real` gives a command its `App` (settings from the environment and config, the real
 or a fixed clock, the store, real drivers); `build_simulation` wires a trace, simulated hosts
-and the scheduler together. Nothing else in the code base branches on the mode. Imports are
-made inside each builder, so a listing command never loads the scheduler.
+and the scheduler together, with the policies its config names (`cloudctl.policies.policy_set`);
+`build_burster` the public clouds a simulation may burst to. Nothing else in the code base
+branches on the mode. Imports are made inside each builder, so a listing command never loads
+the scheduler.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from cloudctl.errors import InvalidInput
@@ -68,7 +70,7 @@ def build_simulation(
     Host size comes from the options, else from the trace's header or <site>, else 1 CPU and
     1024 MiB. SWF jobs (which record no memory) each get one CPU's share of a host's memory.
     """
-    from cloudctl.policies.registry import PolicySet
+    from cloudctl.policies import policy_set
     from cloudctl.scheduler.core import Scheduler
     from cloudctl.scheduler.model import Capacity, HostSpec
     from cloudctl.sim.traces import load_trace, merge_traces
@@ -79,9 +81,7 @@ def build_simulation(
         if value is not None and value <= 0:
             raise InvalidInput(f"{option} must be positive, got {value}")
     # Policies first: an unknown name should fail before a long trace is read.
-    policies = PolicySet.from_names(
-        admission=config.admission_policy, host_filter=config.host_filter_policy,
-        host_score=config.host_score_policy, preemption=config.preemption_policy)
+    policies = policy_set(config)
 
     job_memory = max(1, (node_memory or DEFAULT_NODE_MEMORY_MIB) // (node_cpus or 1))
     trace = load_trace(name, estimates=estimates, memory_mib=job_memory)
@@ -102,3 +102,16 @@ def build_simulation(
     origin = min(0, min((r.submit for r in trace.requests), default=0))
     scheduler = Scheduler(hosts, config, policies, now=origin, burster=burster)
     return trace.requests, hosts, scheduler, trace
+
+
+def build_burster(provider_files: Sequence[str | os.PathLike[str]], epoch: int = 0) -> Burster:
+    """The public clouds described by provider files (`simulate --burst-provider`), each with
+    the burst policy it names; budgets count calendar months from `epoch` (the Unix time of
+    the simulation's second 0)."""
+    from cloudctl.config import load_provider_file
+    from cloudctl.policies import burst_policies
+    from cloudctl.scheduler.burst import Burster, Ledger, calendar_month
+
+    providers = [load_provider_file(os.fspath(path)) for path in provider_files]
+    return Burster(providers, burst_policies(providers),
+                   ledger=Ledger(calendar_month(epoch)))

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 from cloudctl.domain import LeaseState, VMStatus
 from cloudctl.errors import Conflict
 from cloudctl.persist import build_scheduler, to_record
+from cloudctl.policies import policy_set
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.lease import Lease
@@ -77,7 +78,7 @@ class Session:
             records.append(include)
         self.scheduler = build_scheduler(self.hosts, records, config,
                                          int(clock) if clock is not None else self.now,
-                                         listener=self._moved,
+                                         policy_set(config), listener=self._moved,
                                          burster=burster) if self.hosts else None
         self._prints: dict[int, tuple[Any, ...]] = {}
         if self.scheduler is not None:

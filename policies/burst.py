@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cloudctl.policies.base import Status
+from cloudctl.scheduler.policy import Status
 
 if TYPE_CHECKING:
     from cloudctl.scheduler.burst import BurstPlan, Ledger, Provider

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cloudctl.policies.base import Status
-
 from cloudctl.scheduler.lease import Lease
 from cloudctl.scheduler.model import HostSpec
+from cloudctl.scheduler.policy import Status
 
 
 class EnabledHosts:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cloudctl.policies.registry import PolicySet
+from cloudctl.policies import policy_set
 from paths import SCENARIOS
 from sshd import ssh_hosts, ssh_network  # noqa: F401  (fixtures: real sshd test hosts)
 
@@ -18,6 +18,7 @@ from cloudctl.scheduler.config import SchedulerConfig, parse_backfilling
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.lease import Lease
 from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseType
+from cloudctl.scheduler.policy import PolicySet
 from cloudctl.sim.simulator import simulate
 
 # Fixtures for tests on real libvirt + QEMU (system_libvirt, tiny_guest, session_libvirts, ...),
@@ -85,7 +86,10 @@ def config(**options: Any) -> SchedulerConfig:
 
 def scheduler(host_list: list[HostSpec], policies: PolicySet | None = None,
               **options: Any) -> Scheduler:
-    return Scheduler(host_list, config(**options), policies)
+    """A scheduler with the policies given, else those its options name."""
+    settings = config(**options)
+    return Scheduler(host_list, settings,
+                     policy_set(settings) if policies is None else policies)
 
 
 def run(requests: list[LeaseRequest], host_list: list[HostSpec],

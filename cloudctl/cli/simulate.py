@@ -36,13 +36,12 @@ def _policy_name(kind: str) -> Callable[[str], str]:
     """A typer callback that accepts only the names registered for a policy extension point."""
 
     def check(value: str) -> str:
-        from cloudctl.policies.registry import BUILTIN, available
+        from cloudctl import plugins
 
-        if value in BUILTIN[kind]:
-            return value  # no need to look through installed packages' entry points
-        known = available(kind)
-        if value not in known:
-            raise typer.BadParameter(f"unknown policy {value!r} (known: {', '.join(known)})")
+        group = plugins.policy_group(kind)
+        if not plugins.is_registered(group, value):
+            known = ", ".join(plugins.available(group))
+            raise typer.BadParameter(f"unknown policy {value!r} (known: {known})")
         return value
 
     return check
@@ -191,11 +190,8 @@ def simulate(
     )
     burster = None
     if burst_provider:
-        from cloudctl.scheduler.burst import Burster, Ledger, calendar_month, load_provider_file
-
-        providers = [load_provider_file(path) for path in burst_provider]
         epoch = int(origin.timestamp()) if origin is not None else 0
-        burster = Burster(providers, ledger=Ledger(calendar_month(epoch)))
+        burster = runtime.build_burster(burst_provider, epoch)
     requests, hosts, scheduler, loaded = runtime.build_simulation(
         trace, inject=inject, nodes=nodes, node_cpus=node_cpus, node_memory=node_memory,
         estimates=estimates, config=config, burster=burster)

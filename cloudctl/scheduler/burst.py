@@ -13,10 +13,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudctl.errors import InvalidInput
 from cloudctl.scheduler.model import Capacity
+
+if TYPE_CHECKING:
+    from cloudctl.scheduler.policy import BurstPolicy
 
 MONTH_S = 30 * 86400
 TRIGGERS = ("im", "be", "ar")
@@ -170,19 +173,20 @@ class BurstStats:
 class Burster:
     """The providers, the burst policy and the ledger, handed to the Scheduler."""
 
-    def __init__(self, providers: Sequence[Provider], policy: Any | None = None,
+    def __init__(self, providers: Sequence[Provider], policies: Mapping[str, BurstPolicy],
                  ledger: Ledger | None = None) -> None:
+        """`policies`: each provider's burst policy by provider name, built by the caller
+        (`cloudctl.policies.burst_policies` loads the one each provider names)."""
         if not providers:
             raise InvalidInput("bursting needs at least one provider")
         names = [p.name for p in providers]
         if len(set(names)) != len(names):
             raise InvalidInput(f"provider names repeat: {', '.join(names)}")
+        missing = [name for name in names if name not in policies]
+        if missing:
+            raise InvalidInput(f"no burst policy for provider(s) {', '.join(missing)}")
         self.providers = list(providers)
-        from cloudctl.policies.registry import load_policy
-
-        # Each provider's own policy, unless one is given for all (tests, plug-ins).
-        self.policies = {p.name: policy if policy is not None else load_policy("burst", p.policy)
-                         for p in providers}
+        self.policies = {name: policies[name] for name in names}
         self.ledger = ledger or Ledger(calendar_month())
         self.stats = BurstStats()
         waits = [p.max_wait for p in providers if p.max_wait is not None]
@@ -247,116 +251,6 @@ class Burster:
             self.stats.instance_seconds += plan.nodes * max(provider.min_billed_s, ran)
         self.stats.cost += billed
         return billed
-
-
-# -- provider files (simulate --burst-provider, cloud add --catalogue) -------------------------
-
-def parse_duration_field(value: Any, what: str) -> int:
-    from cloudctl.timefmt import parse_duration
-
-    if isinstance(value, bool):
-        raise InvalidInput(f"{what} must be a duration, got {value!r}")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise InvalidInput(f"{what} must not be negative")
-        return int(value)
-    return parse_duration(str(value), option=what)
-
-
-def catalogue_from(data: Mapping[str, Any], where: str,
-                   sizes: Mapping[str, tuple[int, int]] | None = None
-                   ) -> tuple[InstanceType, ...]:
-    """Instance types from a provider table: `[prices]` (name = USD per hour) with sizes from
-    `[[instance_types]]` entries (name, vcpus, memory_mib[, price_per_hour]) or `sizes`."""
-    prices = data.get("prices", {})
-    if not isinstance(prices, Mapping):
-        raise InvalidInput(f"{where}: [prices] must be a table of instance type = USD/hour")
-    listed: dict[str, dict[str, Any]] = {}
-    for i, entry in enumerate(data.get("instance_types", [])):
-        if not isinstance(entry, Mapping) or "name" not in entry:
-            raise InvalidInput(f"{where}: instance_types[{i}] needs at least a name")
-        listed[str(entry["name"])] = dict(entry)
-    out = []
-    for name in sorted(set(prices) | set(listed)):
-        entry = listed.get(name, {})
-        price = entry.get("price_per_hour", prices.get(name))
-        size = sizes.get(name) if sizes else None
-        vcpus = entry.get("vcpus", size[0] if size else None)
-        memory = entry.get("memory_mib", size[1] if size else None)
-        if price is None:
-            raise InvalidInput(f"{where}: instance type {name} has no price")
-        if vcpus is None or memory is None:
-            raise InvalidInput(f"{where}: instance type {name} has no size (vcpus, memory_mib)")
-        try:
-            kind = InstanceType(name, int(vcpus), int(memory), float(price))
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"{where}: instance type {name}: {exc}") from exc
-        if kind.vcpus <= 0 or kind.memory_mib <= 0 or kind.price_per_hour < 0:
-            raise InvalidInput(f"{where}: instance type {name} needs positive vcpus and "
-                               f"memory_mib and a price of at least 0")
-        out.append(kind)
-    if not out:
-        raise InvalidInput(f"{where}: no instance types (add a [prices] table)")
-    return tuple(out)
-
-
-_PROVIDER_KEYS = {"name", "type", "region", "endpoint", "profile", "budget_per_month",
-                  "boot_time", "max_wait", "max_preemptions", "burst_im",
-                  "max_instances", "min_billed", "partial", "policy", "prices",
-                  "instance_types", "ami", "images"}
-
-
-def provider_from(data: Mapping[str, Any], where: str,
-                  sizes: Mapping[str, tuple[int, int]] | None = None) -> Provider:
-    unknown = sorted(set(data) - _PROVIDER_KEYS)
-    if unknown:
-        raise InvalidInput(f"{where}: unknown key(s) {', '.join(unknown)} "
-                           f"(known: {', '.join(sorted(_PROVIDER_KEYS))})")
-    name = str(data.get("name", "")).strip()
-    if not name:
-        raise InvalidInput(f"{where}: a provider needs a name")
-    budget = data.get("budget_per_month")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
-                               or budget < 0):
-        raise InvalidInput(f"{where}: budget_per_month must be a number of USD >= 0")
-    wait = data.get("max_wait")
-    pre = data.get("max_preemptions")
-    if pre is not None and (isinstance(pre, bool) or not isinstance(pre, int) or pre < 0):
-        raise InvalidInput(f"{where}: max_preemptions must be a whole number >= 0")
-    limit = data.get("max_instances")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
-                              or limit < 1):
-        raise InvalidInput(f"{where}: max_instances must be a whole number >= 1")
-    images = data.get("images", {})
-    if not isinstance(images, Mapping):
-        raise InvalidInput(f"{where}: [images] must map local image names to AMI ids")
-    return Provider(
-        name=name, catalogue=catalogue_from(data, where, sizes),
-        budget_per_month=None if budget is None else float(budget),
-        boot_time=parse_duration_field(data.get("boot_time", 0), f"{where}: boot_time"),
-        max_wait=None if wait is None else parse_duration_field(wait, f"{where}: max_wait"),
-        max_preemptions=pre, burst_im=_flag(data.get("burst_im", True), f"{where}: burst_im"),
-        max_instances=limit, partial=_flag(data.get("partial", False), f"{where}: partial"),
-        min_billed_s=parse_duration_field(data.get("min_billed", 60), f"{where}: min_billed"),
-        policy=str(data.get("policy", "cheapest-fit")), type=str(data.get("type", "ec2")),
-        region=str(data.get("region", "")), endpoint=data.get("endpoint"),
-        profile=data.get("profile"), ami=data.get("ami"),
-        images={str(k): str(v) for k, v in images.items()})
-
-
-def _flag(value: Any, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{what} must be true or false, got {value!r}")
-    return value
-
-
-def load_provider_file(path: Any) -> Provider:
-    """A provider from a TOML file (`simulate --burst-provider FILE.toml`)."""
-    from pathlib import Path
-
-    from cloudctl.config import read_toml
-
-    return provider_from(read_toml(Path(path)), str(path))
 
 
 def summary(burster: Burster | None) -> dict[str, Any] | None:

@@ -17,12 +17,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from cloudctl.errors import InvalidInput
-from cloudctl.policies.admission import cluster_fit
-from cloudctl.policies.base import Status
-from cloudctl.policies.registry import PolicySet
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.lease import KILL, SHUTDOWN, SUSPEND, Lease, Run
 from cloudctl.scheduler.model import HostSpec, LeaseRequest, LeaseState, LeaseType
+from cloudctl.scheduler.policy import PolicySet, Status, cluster_fit
 from cloudctl.scheduler.slottable import (
     GROUP_ALL,
     GROUP_NONE,
@@ -152,7 +150,7 @@ class Decision:
 
 class Scheduler:
     def __init__(self, hosts: Sequence[HostSpec], config: SchedulerConfig,
-                 policies: PolicySet | None = None, now: int = 0,
+                 policies: PolicySet, now: int = 0,
                  listener: Listener | None = None,
                  time_label: Callable[[int], str] = str,
                  burster: Burster | None = None) -> None:
@@ -160,9 +158,7 @@ class Scheduler:
             raise InvalidInput("the cluster has no hosts")
         self.hosts = list(hosts)
         self.config = config
-        self.policies = policies or PolicySet.from_names(
-            admission=config.admission_policy, host_filter=config.host_filter_policy,
-            host_score=config.host_score_policy, preemption=config.preemption_policy)
+        self.policies = policies  # built by the caller (`cloudctl.policies.policy_set`)
         self.table = SlotTable(self.hosts, now)
         self.now = now
         self.leases: dict[int, Lease] = {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+from cloudctl.policies import policy_set
+
 from cloudctl.persist import build_scheduler, to_record
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
@@ -21,7 +23,7 @@ def _bookings(s: Scheduler) -> list[list[tuple[int, int, int]]]:
 
 def _random_cloud(seed: int, now: int) -> Scheduler:
     rng = random.Random(seed)
-    s = build_scheduler(HOSTS, [], SchedulerConfig(), 0)
+    s = build_scheduler(HOSTS, [], SchedulerConfig(), 0, policy_set(SchedulerConfig()))
     for i in range(1, 120):
         t = rng.randrange(0, now)
         kind = rng.choice([LeaseType.AR, LeaseType.BE, LeaseType.BE, LeaseType.IM])
@@ -38,7 +40,8 @@ def _random_cloud(seed: int, now: int) -> Scheduler:
 def _round_trip(s: Scheduler) -> Scheduler:
     names = [h.name for h in HOSTS]
     records = [to_record(lease, names) for lease in s.leases.values() if not lease.state.final]
-    return build_scheduler(HOSTS, records, SchedulerConfig(), s.now)
+    return build_scheduler(HOSTS, records, SchedulerConfig(), s.now,
+                           policy_set(SchedulerConfig()))
 
 
 def test_rebuilt_scheduler_has_the_same_table_and_queue() -> None:

@@ -14,6 +14,7 @@ from cloudctl.drivers.xen import XenDriver, XenTestDriver
 from paths import REPO
 from test_domain_schema import BARE, FULL
 
+from cloudctl import plugins
 from cloudctl.errors import InvalidInput
 
 
@@ -105,10 +106,11 @@ def test_xen_test_keeps_xen_domains_in_its_node_file(tmp_path: Path) -> None:
         assert drv.list_vms() == {FULL.name: VMState.RUNNING}
 
 
-def test_pyproject_registers_the_builtins_exactly_as_the_registry_knows_them() -> None:
+def test_pyproject_registers_the_builtins_exactly_as_the_plugin_loader_knows_them() -> None:
     tomllib = pytest.importorskip("tomllib")
     pyproject = REPO / "pyproject.toml"
-    table = tomllib.loads(pyproject.read_text())["project"]["entry-points"][registry.GROUP]
-    assert table == registry.BUILTIN
+    groups = tomllib.loads(pyproject.read_text())["project"]["entry-points"]
+    assert groups == plugins.BUILTIN  # every group: drivers and policies alike
+    table = groups[plugins.HYPERVISOR]
     assert table["xen"] == "cloudctl.drivers.xen:XenDriver"
     assert table["xen-test"] == "cloudctl.drivers.xen:XenTestDriver"

@@ -23,9 +23,9 @@ LEVELS: dict[str, int] = {
     "cloudctl.runtime": 6,  # the composition root
     "cloudctl.app": 5,
     "cloudctl.session": 4, "cloudctl.persist": 4, "cloudctl.enact": 4, "cloudctl.clouds": 4,
-    "cloudctl.policies": 4, "cloudctl.plugins": 4, "cloudctl.sim": 4, "cloudctl.config": 4,
+    "cloudctl.policies": 4, "cloudctl.sim": 4, "cloudctl.config": 4,
     "cloudctl.scheduler": 3, "cloudctl.views": 3,
-    "cloudctl.store": 2, "cloudctl.drivers": 2,
+    "cloudctl.store": 2, "cloudctl.drivers": 2, "cloudctl.plugins": 2,
     "cloudctl": 1,  # the package itself, domain, errors, timefmt, _native
 }
 # Not a layer: chooses between the compiled and the pure build, so it looks at the scheduler.

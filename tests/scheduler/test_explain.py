@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cloudctl.policies import policy_set
+
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.model import Capacity, HostSpec, LeaseRequest, LeaseState, LeaseType
@@ -13,7 +15,7 @@ def request(lease_id: int, kind: LeaseType, **fields: object) -> LeaseRequest:
 
 def cluster() -> Scheduler:
     hosts = [HostSpec(f"host-{i}", Capacity(2, 2048, 0)) for i in range(1, 4)]
-    return Scheduler(hosts, SchedulerConfig())
+    return Scheduler(hosts, SchedulerConfig(), policy_set(SchedulerConfig()))
 
 
 def test_rejected_ar_names_each_short_host_and_the_resource() -> None:
@@ -58,7 +60,8 @@ def test_lease_larger_than_cluster_is_rejected_with_the_sizes() -> None:
 
 
 def test_queued_lease_says_why_it_waits() -> None:
-    s = Scheduler([HostSpec("host-1", Capacity(1, 1024))], SchedulerConfig(backfilling=0))
+    config = SchedulerConfig(backfilling=0)
+    s = Scheduler([HostSpec("host-1", Capacity(1, 1024))], config, policy_set(config))
     s.submit(request(1, LeaseType.BE, nodes=1, capacity=Capacity(1, 1024), duration=100), 0)
     s.submit(request(2, LeaseType.BE, nodes=1, capacity=Capacity(1, 1024), duration=100), 0)
     s.schedule(0)

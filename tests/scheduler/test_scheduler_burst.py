@@ -11,17 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cloudctl.policies import burst_policies, policy_set
 from conftest import ar, be, config, hosts, im, planned, timeline
 
+from cloudctl.config import provider_from
 from cloudctl.errors import InvalidInput
-from cloudctl.scheduler.burst import (
-    Burster,
-    InstanceType,
-    Ledger,
-    Provider,
-    calendar_month,
-    provider_from,
-)
+from cloudctl.scheduler.burst import Burster, InstanceType, Ledger, Provider, calendar_month
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.model import LeaseState
 from cloudctl.sim.simulator import simulate, summarize
@@ -37,8 +32,10 @@ def provider(**kw: Any) -> Provider:
 
 
 def cloud(n: int = 2, *providers: Provider, **options: Any) -> Scheduler:
-    return Scheduler(hosts(n), config(**options), burster=Burster(
-        list(providers) or [provider()], ledger=Ledger(calendar_month())))
+    settings = config(**options)
+    clouds = list(providers) or [provider()]
+    return Scheduler(hosts(n), settings, policy_set(settings), burster=Burster(
+        clouds, burst_policies(clouds), ledger=Ledger(calendar_month())))
 
 
 def test_an_immediate_lease_with_no_local_room_bursts_to_the_cheapest_type_that_fits() -> None:
@@ -174,7 +171,7 @@ def test_an_early_end_is_billed_for_what_ran() -> None:
 
 
 def test_without_a_burster_nothing_changes() -> None:
-    s = Scheduler(hosts(1), config())
+    s = Scheduler(hosts(1), config(), policy_set(config()))
     s.submit(im(1, 0, 100), 0)
     assert s.submit(im(2, 0, 100), 0).state is LeaseState.REJECTED
 

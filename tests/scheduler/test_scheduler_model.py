@@ -6,6 +6,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+from cloudctl.policies import policy_set
 from conftest import ar, be, config, hosts, im, run, scheduler, timeline
 
 from cloudctl.errors import InvalidInput, InvalidTransition
@@ -83,8 +84,9 @@ def test_lease_move_keeps_its_state_on_an_illegal_transition() -> None:
 
 def test_scheduler_records_every_transition_of_a_preempted_lease() -> None:
     seen: list[tuple[int, str, str, int]] = []
-    s = Scheduler(hosts(1), config(), listener=lambda lease, old, new, now, why: seen.append(
-        (lease.id, old.value, new.value, now)))
+    s = Scheduler(hosts(1), config(), policy_set(config()),
+                  listener=lambda lease, old, new, now, why: seen.append(
+                      (lease.id, old.value, new.value, now)))
     s.submit(be(1, 0, 1000), 0)
     s.schedule(0)
     s.advance(100)

@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 import pytest
+from cloudctl.policies import policy_set
 from cloudctl.policies.host_score import Greedy
 from conftest import be, hosts, request, timeline
 
@@ -40,7 +41,8 @@ def workload(seed: int, n: int = 160, with_ars: bool = True) -> list[LeaseReques
 
 def replay(requests: list[LeaseRequest], host_list: list[HostSpec],
            **options: Any) -> list[dict[str, Any]]:
-    sched = Scheduler(host_list, SchedulerConfig(**options))
+    config = SchedulerConfig(**options)
+    sched = Scheduler(host_list, config, policy_set(config))
     simulate(requests, host_list, sched)
     return [timeline(sched.leases[r.id]) | {"reason": sched.leases[r.id].reason}
             for r in requests]

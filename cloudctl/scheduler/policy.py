@@ -1,13 +1,21 @@
-"""The extension points and the Status every policy answers with."""
+"""What the scheduler asks of its policies: the extension points, the Status every policy
+answers with, and the PolicySet handed to the Scheduler.
+
+The policies themselves (`cloudctl.policies`) implement these; the scheduler never loads
+them by name. The composition root does (`cloudctl.policies.policy_set`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cloudctl.scheduler.slottable import vnodes_fitting
 
 if TYPE_CHECKING:
+    from cloudctl.scheduler.burst import BurstPlan, Ledger, Provider
     from cloudctl.scheduler.lease import Lease
     from cloudctl.scheduler.model import HostSpec, LeaseRequest
     from cloudctl.scheduler.slottable import Candidate
@@ -91,3 +99,48 @@ class PreemptionPolicy(Protocol):
     def rank(self, preemptor: Lease, victims: Sequence[Lease], at: int) -> list[Lease]:
         """Victims in the order they should be tried, first first."""
         ...
+
+
+class BurstPolicy(Protocol):
+    name: str
+
+    def plan(self, lease: Lease, trigger: str, provider: Provider, start: int, now: int,
+             ledger: Ledger, nodes: int) -> BurstPlan | Status:
+        """A plan to run `nodes` of the lease's virtual nodes on `provider`, or why not."""
+        ...
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """One policy per extension point, built by the composition root. (Typed Any: the
+    compiled scheduler reaches them through plain attribute lookups, and a third party's
+    policy need not subclass anything.)"""
+
+    admission: Any  # AdmissionPolicy
+    host_filter: Any  # HostFilterPolicy
+    host_score: Any  # HostScorePolicy
+    preemption: Any  # PreemptionPolicy
+
+
+def cluster_fit(request: LeaseRequest, hosts: Sequence[HostSpec], policy: str = "") -> Status:
+    """Whether the request could run on the empty cluster (the scheduler always asks; the
+    `fits-cluster` admission policy answers with it too)."""
+    # Disabled hosts count: they may come back, and a lease waiting for them is not absurd
+    # (one that cannot be placed now is refused by placement, with the host's reason).
+    need = request.capacity
+    room = sum(
+        vnodes_fitting(h.capacity.cpus, h.capacity.memory_mib, h.capacity.disk_mib, need)
+        for h in hosts
+    )
+    if room >= request.nodes:
+        return Status.success(policy)
+    largest = max((h.capacity for h in hosts), default=None,
+                  key=lambda c: (c.cpus, c.memory_mib))
+    detail = (
+        f"{request.nodes} nodes of {need.cpus} CPU/{need.memory_mib} MiB/{need.disk_mib} MiB disk;"
+        f" the cluster holds at most {room}"
+    )
+    if largest is not None and room == 0:
+        detail += (f" (largest host: {largest.cpus} CPU/{largest.memory_mib} MiB/"
+                   f"{largest.disk_mib} MiB disk)")
+    return Status.unresolvable(f"larger than the cluster: {detail}", policy)
