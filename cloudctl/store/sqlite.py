@@ -745,8 +745,7 @@ class CloudTable(_Table):
 
 
 class InstanceTable(_Table):
-    def save(self, instance: InstanceRecord) -> InstanceRecord:
-        inst = instance
+    def save(self, inst: InstanceRecord) -> InstanceRecord:
         values = {"cloud": inst.cloud, "lease_id": inst.lease_id, "vm": inst.vm,
                   "client_token": inst.client_token, "instance_id": inst.instance_id,
                   "instance_type": inst.instance_type, "price_per_hour": inst.price_per_hour,
