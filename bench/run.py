@@ -167,23 +167,23 @@ def build_store(db: Path, n_hosts: int, leases: list[Any], now: int) -> None:
     from cloudctl.drivers.registry import default_uri
 
     from cloudctl.domain import LeaseState
-    from cloudctl.store.db import Store
+    from cloudctl.store.db import open_store
     from cloudctl.store.records import HostRecord
     from cloudctl.views import lease_list_text
 
-    store = Store(db, create=True, check_schema=False)
+    store = open_store(db, create=True, check_schema=False)
     store.migrate(now)
     state_dir = db.with_suffix(".d")
     with store.write():
         for i in range(n_hosts):
             name = f"host-{i}"
-            store.add_host(HostRecord(name, 8, 32768, 102400, "test",
-                                      default_uri("test", name, 8, 32768, state_dir),
-                                      added_at=now))
+            store.hosts.add(HostRecord(name, 8, 32768, 102400, "test",
+                                       default_uri("test", name, 8, 32768, state_dir),
+                                       added_at=now))
         for record in leases:
-            store.save_lease(record, final=LeaseState(record.state).final,
-                             list_text=lease_list_text(record))
-        store.set_meta("clock", str(now))
+            store.leases.save(record, final=LeaseState(record.state).final,
+                              list_text=lease_list_text(record))
+        store.state.set_clock(now)
     store.close()
 
 

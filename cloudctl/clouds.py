@@ -19,8 +19,8 @@ from cloudctl.config import parse_duration_field
 from cloudctl.domain import VMStatus
 from cloudctl.errors import BackendError, CloudctlError, InvalidInput
 from cloudctl.scheduler.burst import Burster, InstanceType, Ledger, Provider, calendar_month
-from cloudctl.store.db import Store
 from cloudctl.store.records import CloudRecord, InstanceRecord, VMRecord
+from cloudctl.store.repositories import Store
 
 if TYPE_CHECKING:
     from cloudctl.drivers.ec2 import EC2Driver
@@ -43,10 +43,10 @@ TAG_STORE, TAG_LEASE, TAG_VM = "cloudctl:store", "cloudctl:lease", "cloudctl:vm"
 def store_uid(store: Store) -> str:
     """This state store's identity, in every instance's tags and client token (two clouds
     sharing an account never take each other's instances)."""
-    uid = store.get_meta("uid")
+    uid = store.state.uid()
     if uid is None:
         uid = secrets.token_hex(6)
-        store.set_meta("uid", uid)
+        store.state.set_uid(uid)
     return uid
 
 
@@ -69,7 +69,7 @@ def spent_before(store: Store, live: set[int]) -> dict[tuple[str, str], float]:
     month."""
     month = calendar_month()
     spent: dict[tuple[str, str], float] = defaultdict(float)
-    for inst in store.instances():
+    for inst in store.instances.all():
         if inst.lease_id in live or inst.launched_at is None:
             continue
         end = inst.ended_at if inst.ended_at is not None else inst.launched_at + 60
@@ -80,7 +80,7 @@ def spent_before(store: Store, live: set[int]) -> dict[tuple[str, str], float]:
 def burster_for(store: Store, live: set[int]) -> Burster | None:
     """The scheduler's burster for this store (`live`: the ids of leases not over): None
     when no cloud is enabled."""
-    clouds = [c for c in store.clouds() if c.enabled]
+    clouds = [c for c in store.clouds.all() if c.enabled]
     if not clouds:
         return None
     from cloudctl.policies import burst_policies  # the policy modules load only to burst
@@ -136,7 +136,7 @@ class CloudEnactment:
         self._drivers: dict[str, EC2Driver] = {}
         with store.write():
             self.uid = store_uid(store)
-            self.clouds = {c.name: c for c in store.clouds()}
+            self.clouds = {c.name: c for c in store.clouds.all()}
 
     def driver(self, name: str) -> EC2Driver:
         found = self._drivers.get(name)
@@ -157,11 +157,11 @@ class CloudEnactment:
     def _save(self, inst: InstanceRecord) -> None:
         inst.updated_at = self.now
         with self.store.write():
-            self.store.save_instance(inst)
+            self.store.instances.save(inst)
 
     def _last(self, vm: VMRecord) -> InstanceRecord | None:
         with self.store.read():
-            rows = self.store.instances(vm=vm.name)
+            rows = self.store.instances.all(vm=vm.name)
         return rows[-1] if rows else None
 
     def apply(self, vm: VMRecord, lease_image: str | None, plan: Mapping[str, Any]) -> str:
@@ -202,7 +202,7 @@ class CloudEnactment:
                                f"set one with 'cloudctl cloud add ... --ami'")
         if pending is None:
             with self.store.read():
-                n = len(self.store.instances(vm=vm.name)) + 1
+                n = len(self.store.instances.all(vm=vm.name)) + 1
             pending = InstanceRecord(vm.cloud, vm.lease_id, vm.name,
                                      f"cc-{self.uid}-{vm.name}-{n}", None,
                                      str(plan["instance_type"]),
@@ -242,7 +242,7 @@ class CloudEnactment:
                                      "unreachable": []}
         wanted = {vm.name for vm in live_vms if vm.cloud and vm.want != VMStatus.GONE}
         with self.store.read():
-            rows = self.store.instances()
+            rows = self.store.instances.all()
         by_token = {r.client_token: r for r in rows}
         for name in sorted(self.clouds):
             try:

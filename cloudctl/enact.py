@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from cloudctl.config import Settings
 from cloudctl.domain import HostStatus, LeaseState, VMStatus
 from cloudctl.errors import BackendError, CloudctlError
-from cloudctl.store.db import Store
 from cloudctl.store.records import EventRecord, HostRecord, ImageRecord, TransferRecord, VMRecord
+from cloudctl.store.repositories import Store
 
 if TYPE_CHECKING:
     from cloudctl.drivers.base import HypervisorDriver, VMSpec
@@ -124,8 +124,8 @@ class Enactor:
         """Compare each host's domains with the store: adopt what a killed tick did, report
         VMs that vanished (they are created again) and domains no lease owns (left alone)."""
         with self.store.read():
-            hosts = self.store.hosts()
-            vms = self.store.vms(live=True)
+            hosts = self.store.hosts.all()
+            vms = self.store.vms.all(live=True)
         by_host: dict[str, dict[str, VMRecord]] = {}
         for vm in vms:
             if vm.host is not None:
@@ -170,11 +170,11 @@ class Enactor:
 
     def enact(self, report: EnactReport, lease_id: int | None = None) -> None:
         with self.store.read():
-            hosts = {h.name: h for h in self.store.hosts()}
-            vms = self.store.vms(lease_id=lease_id, live=True)
+            hosts = {h.name: h for h in self.store.hosts.all()}
+            vms = self.store.vms.all(lease_id=lease_id, live=True)
             # Images these VMs use stay in their hosts' caches (never evicted under them).
-            self._live = vms if lease_id is None else self.store.vms(live=True)
-            images = {i.name: i for i in self.store.images()}
+            self._live = vms if lease_id is None else self.store.vms.all(live=True)
+            images = {i.name: i for i in self.store.images.all()}
         now = self.now()
         # Stops and suspensions first: what starts or resumes in this tick may need the room
         # they free on the same host (a host is never over-committed, even for a moment).
@@ -268,7 +268,7 @@ class Enactor:
         if not self._files_to_move(vm, old, hosts):
             return False
         with self.store.read():
-            state = self.store.lease(vm.lease_id).state
+            state = self.store.leases.get(vm.lease_id).state
         return state in WAITING_TO_MIGRATE
 
     def _leave(self, vm: VMRecord, old: HostRecord, new: HostRecord | None,
@@ -302,8 +302,8 @@ class Enactor:
         vm.disk_path, vm.save_path = moved.disk or vm.disk_path, moved.save
         vm.updated_at = self.now()
         with self.store.write():  # recorded before the originals go
-            self.store.record_vm_result(vm)
-            self.store.add_events([EventRecord(
+            self.store.vms.record_result(vm)
+            self.store.events.add([EventRecord(
                 vm.updated_at, f"vm {vm.name}", None, None,
                 f"disk and memory image moved from {old.name} to {new.name} "
                 f"({moved.bytes} bytes in {moved.seconds:.2f} s)")])
@@ -317,9 +317,9 @@ class Enactor:
 
     def reconcile_clouds(self, report: EnactReport, reap: bool) -> None:
         with self.store.read():
-            if not self.store.clouds():
+            if not self.store.clouds.all():
                 return
-            vms = self.store.vms(live=True)
+            vms = self.store.vms.all(live=True)
         report.instances = self.clouds().reconcile(vms, reap)
 
     def _enact_cloud(self, vm: VMRecord, report: EnactReport) -> None:
@@ -327,7 +327,7 @@ class Enactor:
         refuses (after the driver's retries) sends the lease back to the scheduler."""
         before = vm.state
         with self.store.read():
-            plan = self.store.lease(vm.lease_id).history.get("burst") or {}
+            plan = self.store.leases.get(vm.lease_id).history.get("burst") or {}
         try:
             state = self.clouds().apply(vm, vm.image, plan)
         except CloudctlError as error:
@@ -392,9 +392,9 @@ class Enactor:
 
         planned = transfer_time(image.size_mib, self.settings.scheduler.bandwidth)
         with self.store.write():
-            self.store.add_transfer(TransferRecord(at, image.name, host.name, sent.bytes,
-                                                   float(planned), round(sent.seconds, 3),
-                                                   reused=not sent.transferred))
+            self.store.transfers.add(TransferRecord(at, image.name, host.name, sent.bytes,
+                                                    float(planned), round(sent.seconds, 3),
+                                                    reused=not sent.transferred))
 
     def _drop_save(self, vm: VMRecord, storage: LocalStorage | RemoteStorage) -> None:
         storage.remove_save(vm.name, vm.save_path)
@@ -427,14 +427,14 @@ class Enactor:
     def _record(self, vm: VMRecord, before: str, reason: str) -> None:
         vm.updated_at = self.now()
         with self.store.write():
-            self.store.record_vm_result(vm)
+            self.store.vms.record_result(vm)
             if before != vm.state or vm.error:
-                self.store.add_events([EventRecord(vm.updated_at, f"vm {vm.name}", before,
+                self.store.events.add([EventRecord(vm.updated_at, f"vm {vm.name}", before,
                                                    vm.state, reason)])
 
     def _note_once(self, entity: str, reason: str) -> None:
         with self.store.write():
-            last = self.store.events([entity], limit=20)
+            last = self.store.events.about([entity], limit=20)
             if any(e.reason == reason for e in last):
                 return
-            self.store.add_events([EventRecord(self.now(), entity, None, None, reason)])
+            self.store.events.add([EventRecord(self.now(), entity, None, None, reason)])

@@ -20,8 +20,8 @@ from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.core import Scheduler
 from cloudctl.scheduler.lease import Lease
 from cloudctl.scheduler.plan import vm_plans
-from cloudctl.store.db import Store
 from cloudctl.store.records import EventRecord, HostRecord, LeaseRecord, VMRecord
+from cloudctl.store.repositories import Store
 from cloudctl.views import lease_list_text
 
 T = TypeVar("T")
@@ -47,37 +47,37 @@ class Session:
                  *, include: LeaseRecord | None = None,
                  window: tuple[int, int] | None = None) -> None:
         self.store = store
-        self.hosts: list[HostRecord] = store.hosts()
+        self.hosts: list[HostRecord] = store.hosts.all()
         self.names = [h.name for h in self.hosts]
-        clock = store.get_meta("clock")
+        clock = store.state.clock()
         # The store's clock never goes back: a command run "earlier" acts at the last time.
-        self.now = max(now, int(clock)) if clock is not None else now
+        self.now = max(now, clock) if clock is not None else now
         self.events: list[EventRecord] = []
-        self.vm_prefix = store.get_meta("vm_prefix") or "cloudctl"  # `init --vm-prefix`
+        self.vm_prefix = store.state.vm_prefix() or "cloudctl"  # `init --vm-prefix`
         # With a window, only the leases a decision inside it can touch are loaded; the
-        # others' earliest next event is kept for `save` (see Store.leases_around).
+        # others' earliest next event is kept for `save` (see Leases.around).
         self.partial = window is not None
         self._next_unloaded: int | None = None
         burster = None
-        clouds = any(cloud.enabled for cloud in store.clouds())
+        clouds = any(cloud.enabled for cloud in store.clouds.all())
         if clouds:
             from cloudctl.clouds import burster_for
         if window is None:
-            records = store.live_leases()
+            records = store.leases.live()
             if clouds:
                 burster = burster_for(store, {r.id for r in records})
         else:
             if clouds:
-                burster = burster_for(store, store.live_lease_ids())
+                burster = burster_for(store, store.leases.live_ids())
             if burster is not None:
                 # A burst AR launches a boot time ahead, with the nodes it keeps here.
                 boot = max(p.boot_time for p in burster.providers)
                 window = (window[0] - boot, window[1])
-            records, self._next_unloaded = store.leases_around(*window, self.now)
+            records, self._next_unloaded = store.leases.around(*window, self.now)
         if include is not None:
             records.append(include)
         self.scheduler = build_scheduler(self.hosts, records, config,
-                                         int(clock) if clock is not None else self.now,
+                                         clock if clock is not None else self.now,
                                          policy_set(config), listener=self._moved,
                                          burster=burster) if self.hosts else None
         self._prints: dict[int, tuple[Any, ...]] = {}
@@ -124,17 +124,17 @@ class Session:
         changed = self.changed()
         for lease in changed:
             record = self.record(lease)
-            self.store.save_lease(record, final=lease.state.final,
-                                  list_text=lease_list_text(record))
+            self.store.leases.save(record, final=lease.state.final,
+                                   list_text=lease_list_text(record))
             self._want_vms(lease)
-        self.store.add_events(self.events)
+        self.store.events.add(self.events)
         self.events = []
-        self.store.set_meta("clock", str(self.now))
+        self.store.state.set_clock(self.now)
         if self.scheduler is not None:
             upcoming = self.scheduler.next_event_time()
             if self._next_unloaded is not None:
                 upcoming = min(self._next_unloaded, upcoming or self._next_unloaded)
-            self.store.set_meta("next_event", "" if upcoming is None else str(upcoming))
+            self.store.state.set_next_event(upcoming)
         for lease in changed:
             self._prints[lease.id] = _fingerprint(lease)
         return changed
@@ -142,7 +142,7 @@ class Session:
     def _want_vms(self, lease: Lease) -> None:
         """Record what the schedule's plan wants of each of the lease's VMs (enactment
         carries it out after the transaction)."""
-        existing = {vm.node: vm for vm in self.store.vms(lease_id=lease.id)}
+        existing = {vm.node: vm for vm in self.store.vms.all(lease_id=lease.id)}
         for plan in vm_plans(lease):
             node, want, cloud = plan.node, plan.want, plan.cloud
             vm = existing.get(node)
@@ -177,7 +177,7 @@ class Session:
                 self.events.append(EventRecord(self.now, f"vm {vm.name}", None, None,
                                                f"to be {vm.want} on {vm.host or vm.cloud}: lease "
                                                f"{lease.id} is {lease.state.value}"))
-            self.store.save_vm(vm)
+            self.store.vms.save(vm)
 
 
 def decide(store: Store, config: SchedulerConfig, now: int, act: Callable[[Session], T], *,

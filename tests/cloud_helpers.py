@@ -148,12 +148,12 @@ def overcommits(hosts: Iterable[Any], leases: Iterable[Any],
 
 def store_records(db: Path) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
     """(hosts, all leases, live leases with reservations, all VMs) in one snapshot."""
-    from cloudctl.store.db import Store
+    from cloudctl.store.db import open_store
 
-    store = Store(db)
+    store = open_store(db)
     try:
         with store.read():
-            return store.hosts(), store.leases(), store.live_leases(), store.vms()
+            return store.hosts.all(), store.leases.all(), store.leases.live(), store.vms.all()
     finally:
         store.close()
 

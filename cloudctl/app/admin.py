@@ -8,7 +8,7 @@ from typing import Any
 from cloudctl.app.context import Room
 from cloudctl.config import DEFAULT_CONFIG
 from cloudctl.errors import Conflict, InvalidInput
-from cloudctl.store.db import Store
+from cloudctl.store.db import open_store
 
 VM_PREFIX = re.compile(r"(?=.{8,40}$)cloudctl(-[a-z0-9]+)*", re.ASCII)
 
@@ -24,12 +24,12 @@ class Admin(Room):
         store = self.app.open_store(create=True, check_schema=False)
         applied = store.migrate(self.clock())
         with store.write():
-            prefix = store.get_meta("vm_prefix") or "cloudctl"
+            prefix = store.state.vm_prefix() or "cloudctl"
             if vm_prefix is not None and vm_prefix != prefix:
-                if store.vms():
+                if store.vms.all():
                     raise Conflict(f"the store's VMs are named {prefix}-LEASE-NODE already; "
                                    "the prefix cannot change now")
-                store.set_meta("vm_prefix", prefix := vm_prefix)
+                store.state.set_vm_prefix(prefix := vm_prefix)
         self.settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         config = self.settings.config_path
         wrote_config = False
@@ -43,7 +43,7 @@ class Admin(Room):
                 "state_dir": str(self.settings.state_dir), "vm_prefix": prefix}
 
     def db_status(self) -> dict[str, Any]:
-        store = Store(self.settings.db, check_schema=False)
+        store = open_store(self.settings.db, check_schema=False)
         try:
             applied = store.applied_migrations()
             pending = store.pending_migrations()
@@ -57,7 +57,7 @@ class Admin(Room):
                 "pending": pending, "counts": counts}
 
     def db_migrate(self) -> list[str]:
-        store = Store(self.settings.db, check_schema=False)
+        store = open_store(self.settings.db, check_schema=False)
         try:
             return store.migrate(self.clock())
         finally:

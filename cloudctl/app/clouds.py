@@ -38,7 +38,7 @@ class Clouds(Room):
         record = CloudRecord(name, type, region, endpoint, profile, budget,
                              options=parse_options(options), added_at=self.clock())
         with self.store.read():
-            if any(c.name == name for c in self.store.clouds()):
+            if any(c.name == name for c in self.store.clouds.all()):
                 raise Conflict(f"a cloud named {name!r} already exists")
         driver = open_cloud(record)
         try:
@@ -50,8 +50,8 @@ class Clouds(Room):
         finally:
             driver.close()
         with self.store.write():
-            self.store.add_cloud(record)
-            self.store.add_events([EventRecord(self.clock(), f"cloud {name}", None, "added",
+            self.store.clouds.add(record)
+            self.store.events.add([EventRecord(self.clock(), f"cloud {name}", None, "added",
                                                f"{type} {region}")])
         return cloud_view(record, [], self.clock())
 
@@ -59,8 +59,8 @@ class Clouds(Room):
         from cloudctl.clouds import cloud_view
 
         with self.store.read():
-            records = self.store.clouds()
-            instances = self.store.instances()
+            records = self.store.clouds.all()
+            instances = self.store.instances.all()
         now = self.clock()
         return [cloud_view(r, instances, now) for r in records]
 
@@ -68,8 +68,8 @@ class Clouds(Room):
         from cloudctl.clouds import cloud_view
 
         with self.store.read():
-            record = self.store.cloud(name)
-            instances = self.store.instances(cloud=name)
+            record = self.store.clouds.get(name)
+            instances = self.store.instances.all(cloud=name)
         view = cloud_view(record, instances, self.clock())
         view["instances"] = [{"instance_id": i.instance_id, "vm": i.vm, "lease": i.lease_id,
                               "type": i.instance_type, "state": i.state,
@@ -81,14 +81,14 @@ class Clouds(Room):
     def remove(self, name: str) -> dict[str, Any]:
         """Forget a cloud; refused (exit 4) while instances run there."""
         with self.store.write():
-            self.store.cloud(name)
-            running = self.store.instances(cloud=name, live=True)
+            self.store.clouds.get(name)
+            running = self.store.instances.all(cloud=name, live=True)
             if running:
                 leases = sorted({i.lease_id for i in running})
                 raise Conflict(f"cloud {name} still runs {len(running)} instance(s) for "
                                f"lease(s) {', '.join(map(str, leases))}; cancel them first")
-            self.store.remove_cloud(name)
-            self.store.add_events([EventRecord(self.clock(), f"cloud {name}", "added",
+            self.store.clouds.remove(name)
+            self.store.events.add([EventRecord(self.clock(), f"cloud {name}", "added",
                                                "removed", "removed")])
         return {"name": name, "removed": True}
 
@@ -98,7 +98,7 @@ class Clouds(Room):
         if by not in ("lease", "provider", "day"):
             raise InvalidInput(f"--by must be lease, provider or day, not {by!r}")
         with self.store.read():
-            instances = self.store.instances(since=since)
-            clouds = self.store.clouds()
-            ends = {lease.id: lease.end for lease in self.store.live_leases()}
+            instances = self.store.instances.all(since=since)
+            clouds = self.store.clouds.all()
+            ends = {lease.id: lease.end for lease in self.store.leases.live()}
         return cost_report(instances, clouds, ends, self.clock(), since, by)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloudctl.config import Settings
 from cloudctl.errors import InvalidInput
-from cloudctl.store.db import Store
+from cloudctl.store.db import open_store
 
 if TYPE_CHECKING:  # the scheduler and the drivers load only for commands that use them
     from cloudctl.app.admin import Admin
@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the scheduler and the drivers load only for commands that u
     from cloudctl.app.tick import Ticks
     from cloudctl.app.vms import VMs
     from cloudctl.enact import DriverPool
+    from cloudctl.store.repositories import Store
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
@@ -49,8 +50,8 @@ class App:
 
     def open_store(self, **options: Any) -> Store:
         """Open the store (`options`: e.g. create the file), kept as `store` from now on."""
-        self._store = Store(self.settings.db, lock_path=self.settings.state_dir / "tick.lock",
-                            **options)
+        self._store = open_store(self.settings.db,
+                                 lock_path=self.settings.state_dir / "tick.lock", **options)
         return self._store
 
     @property

@@ -27,9 +27,9 @@ def export_vm(cloud: App, key: str, fmt: str) -> str:
         raise InvalidInput(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     store = cloud.store
     with store.read():
-        vm = store.vm(key)
-        host = next((h for h in store.hosts() if h.name == vm.host), None)
-        image = next((i for i in store.images() if i.name == vm.image), None)
+        vm = store.vms.get(key)
+        host = next((h for h in store.hosts.all() if h.name == vm.host), None)
+        image = next((i for i in store.images.all() if i.name == vm.image), None)
     spec = vm_spec(vm, image, cloud.settings.state_dir / "logs")
     driver = cloud.pool.get(host) if host is not None else None  # opening does not connect
     if fmt == "xl":

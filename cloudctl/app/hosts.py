@@ -32,7 +32,7 @@ class Hosts(Room):
         if driver not in available():
             raise InvalidInput(f"unknown driver {driver!r} (known: {', '.join(available())})")
         with self.store.read():
-            if any(h.name == name for h in self.store.hosts()):
+            if any(h.name == name for h in self.store.hosts.all()):
                 raise Conflict(f"a host named {name!r} already exists")
         if uri is None:
             uri = default_uri(driver, name, cpus, memory_mib, self.settings.state_dir)
@@ -46,16 +46,16 @@ class Hosts(Room):
             storage = pool.storage(host)
             storage.check()  # type: ignore[union-attr]
         with self.store.write():
-            self.store.add_host(host)
-            self.store.add_events([EventRecord(host.added_at, f"host {name}", None, "enabled",
+            self.store.hosts.add(host)
+            self.store.events.add([EventRecord(host.added_at, f"host {name}", None, "enabled",
                                                f"added ({driver} {uri})")])
         return host
 
     def all(self, probe: bool = False) -> list[dict[str, Any]]:
         with self.store.read():
-            hosts = self.store.hosts()
-            vms = self.store.vms(live=True)
-            leases = self.store.leases(live=True)
+            hosts = self.store.hosts.all()
+            vms = self.store.vms.all(live=True)
+            leases = self.store.leases.all(live=True)
         views = [_host_view(h, vms, leases) for h in hosts]
         if probe and hosts:
             from concurrent.futures import ThreadPoolExecutor
@@ -68,10 +68,10 @@ class Hosts(Room):
 
     def show(self, name: str, probe: bool = True) -> dict[str, Any]:
         with self.store.read():
-            host = self.store.host(name)
-            vms = self.store.vms(live=True)
-            leases = self.store.leases(live=True)
-            events = self.store.events([f"host {name}"])
+            host = self.store.hosts.get(name)
+            vms = self.store.vms.all(live=True)
+            leases = self.store.leases.all(live=True)
+            events = self.store.events.about([f"host {name}"])
         view = _host_view(host, vms, leases)
         view["vms"] = [vm.name for vm in vms if vm.host == name]
         view["events"] = [event_view(e) for e in events]
@@ -95,10 +95,10 @@ class Hosts(Room):
 
     def set_enabled(self, name: str, enabled: bool) -> HostRecord:
         with self.app.session() as s:
-            host = self.store.host(name)
+            host = self.store.hosts.get(name)
             if host.enabled != enabled:
                 host.enabled = enabled
-                self.store.update_host(host)
+                self.store.hosts.update(host)
                 word = "enabled" if enabled else "disabled"
                 s.events.append(EventRecord(s.now, f"host {name}", None, word, f"{word} by user"))
                 if enabled and s.scheduler is not None:
@@ -108,7 +108,7 @@ class Hosts(Room):
 
     def users(self, name: str) -> list[int]:
         """Live leases placed on the host, or suspended with their memory there."""
-        return sorted({lease.id for lease in self.store.leases(live=True)
+        return sorted({lease.id for lease in self.store.leases.all(live=True)
                        if name in lease.hosts or name in lease.history.get("last_hosts", [])})
 
     def mark_status(self, s: Session, lost: dict[str, str], back: list[str]) -> None:
@@ -117,18 +117,18 @@ class Hosts(Room):
         back in service."""
         assert s.scheduler is not None
         for name, reason in lost.items():
-            host = self.store.host(name)
+            host = self.store.hosts.get(name)
             host.status, host.status_reason = HostStatus.ERROR, reason
-            self.store.update_host(host)
+            self.store.hosts.update(host)
             s.events.append(EventRecord(s.now, f"host {name}", HostStatus.OK, HostStatus.ERROR,
                                        reason))
             s.scheduler.set_host_enabled(name, False)
             for lease_id in self.users(name):
                 s.scheduler.evict(lease_id, s.now, f"host {name} in error")
         for name in back:
-            host = self.store.host(name)
+            host = self.store.hosts.get(name)
             host.status, host.status_reason = HostStatus.OK, ""
-            self.store.update_host(host)
+            self.store.hosts.update(host)
             s.events.append(EventRecord(s.now, f"host {name}", HostStatus.ERROR, HostStatus.OK,
                                        "answers again"))
             s.scheduler.set_host_enabled(name, host.enabled)
@@ -138,9 +138,9 @@ class Hosts(Room):
         """Refuse while leases use the host; with force, drain it first: its VMs are stopped
         and its leases re-queued (best-effort) or re-placed / failed (AR, IM)."""
         with self.store.read():
-            host = self.store.host(name)
+            host = self.store.hosts.get(name)
             users = self.users(name)
-            vms = self.store.vms(host=name, live=True)
+            vms = self.store.vms.all(host=name, live=True)
         if users and not force:
             raise Conflict(f"host {name} has live lease(s) {', '.join(map(str, users))}; "
                            "use --force to drain it first")
@@ -158,7 +158,7 @@ class Hosts(Room):
                 vm.state, vm.save_path, vm.disk_path = VMStatus.GONE.value, None, None
                 vm.updated_at = self.clock()
                 with self.store.write():
-                    self.store.record_vm_result(vm)
+                    self.store.vms.record_result(vm)
         evicted = []
         with self.app.session() as s:
             if s.scheduler is not None:
@@ -169,10 +169,10 @@ class Hosts(Room):
                                     "reason": lease.reason})
                 s.settle()
             s.save()
-            self.store.remove_host(name)
+            self.store.hosts.remove(name)
             s.events.append(EventRecord(s.now, f"host {name}", None, "removed",
                                         "removed by user" + (" (drained)" if users else "")))
-            self.store.add_events(s.events)
+            self.store.events.add(s.events)
             s.events = []
         return {"name": name, "removed": True, "drained": evicted, "vms_stopped": stopped}
 

@@ -24,7 +24,7 @@ class Images(Room):
         if (initrd or cmdline) and not kernel:
             raise InvalidInput("--initrd and --cmdline need --kernel")
         with self.store.read():
-            if any(i.name == name for i in self.store.images()):
+            if any(i.name == name for i in self.store.images.all()):
                 raise Conflict(f"an image named {name!r} already exists")
         boot_files = {key: file.expanduser().absolute()
                       for key, file in (("kernel", kernel), ("initrd", initrd)) if file}
@@ -43,32 +43,32 @@ class Images(Room):
                             source=str(source))
         how = "linked" if link else "copied"
         with self.store.write():
-            self.store.add_image(image)
-            self.store.add_events([EventRecord(
+            self.store.images.add(image)
+            self.store.events.add([EventRecord(
                 image.added_at, f"image {name}", None, "added",
                 f"{image.format}, {image.size_bytes} bytes {how} from {source}")])
         return image
 
     def all(self) -> list[ImageRecord]:
         with self.store.read():
-            return self.store.images()
+            return self.store.images.all()
 
     def show(self, name: str) -> ImageRecord:
         with self.store.read():
-            return self.store.image(name)
+            return self.store.images.get(name)
 
     def remove(self, name: str) -> ImageRecord:
         """Forget an image and delete its repository files (a linked original is kept)."""
         from cloudctl.drivers.storage import remove_files
 
         with self.store.write():
-            image = self.store.image(name)
-            users = self.store.image_in_use(name)
+            image = self.store.images.get(name)
+            users = self.store.leases.using_image(name)
             if users:
                 raise Conflict(f"image {name} is used by live lease(s) "
                                f"{', '.join(map(str, users))}")
-            self.store.remove_image(name)
-            self.store.add_events([EventRecord(self.clock(), f"image {name}", "added",
+            self.store.images.remove(name)
+            self.store.events.add([EventRecord(self.clock(), f"image {name}", "added",
                                                "removed", "removed by user")])
         repository = self.settings.state_dir / "images"
         remove_files(*(p for p in (image.path, *image.boot.values())
@@ -79,8 +79,8 @@ class Images(Room):
         """Per image and host: transfers planned against measured, and cache reuse."""
         with self.store.read():
             if name is not None:
-                self.store.image(name)
-            transfers = self.store.transfers(name)
+                self.store.images.get(name)
+            transfers = self.store.transfers.all(name)
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         for t in transfers:
             row = rows.setdefault((t.image, t.host), {
@@ -109,7 +109,7 @@ class Images(Room):
         disks = [d["path"] for d in template.get("disks", []) if d.get("path")]
         if disks and find_image:
             with self.store.read():
-                images = self.store.images()
+                images = self.store.images.all()
             wanted = os.path.abspath(disks[0])
             match = [i.name for i in images if wanted in (i.path, i.source)]
             if not match:

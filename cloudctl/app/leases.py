@@ -61,7 +61,7 @@ class Leases(Room):
             check_name("lease", spec.name)
         size = 0
         if spec.image is not None:
-            size = self.store.image(spec.image).size_mib
+            size = self.store.images.get(spec.image).size_mib
         preemptible = spec.preemptible
         if preemptible is None:  # Haizea's defaults: only best-effort leases yield
             preemptible = spec.type is LeaseType.BE
@@ -94,7 +94,7 @@ class Leases(Room):
     def _submit(self, s: Session, spec: LeaseSpec) -> RequestOutcome:
         """Submit the request in session `s` and settle the queue; what was decided."""
         scheduler = s.need_scheduler()
-        request = self._request(spec, self.store.next_lease_id(), s.now)
+        request = self._request(spec, self.store.leases.next_id(), s.now)
         decision = scheduler.submit(request, s.now)
         s.settle()
         return self._outcome(s, request.id, decision)
@@ -139,23 +139,24 @@ class Leases(Room):
 
     def all(self, state: str | None = None, type: str | None = None) -> list[LeaseRecord]:
         with self.store.read():
-            return self.store.leases(state=state, type=type)
+            return self.store.leases.all(state=state, type=type)
 
     def list_json(self, state: str | None = None, type: str | None = None) -> list[str]:
         with self.store.read():
-            return self.store.lease_list_json(state=state, type=type)
+            return self.store.leases.list_text(state=state, type=type)
 
     def show(self, lease_id: int) -> tuple[LeaseRecord, list[VMRecord], list[EventRecord]]:
         with self.store.read():
-            lease = self.store.lease(lease_id)
-            vms = self.store.vms(lease_id=lease_id)
-            events = self.store.events([f"lease {lease_id}"] + [f"vm {vm.name}" for vm in vms])
+            lease = self.store.leases.get(lease_id)
+            vms = self.store.vms.all(lease_id=lease_id)
+            events = self.store.events.about([f"lease {lease_id}"]
+                                             + [f"vm {vm.name}" for vm in vms])
         return lease, vms, events
 
     def cancel(self, lease_id: int) -> tuple[LeaseRecord, bool]:
         """(the lease, whether this call cancelled it); a finished lease is left as it is."""
         with self.app.session() as s:
-            lease = self.store.lease(lease_id)
+            lease = self.store.leases.get(lease_id)
             if lease.state in FINAL_STATES:
                 return lease, False
             scheduler = s.need_scheduler()
@@ -206,7 +207,7 @@ class Leases(Room):
         ticked = False
         while True:
             with self.store.read():
-                record = self.store.lease(lease_id)
+                record = self.store.leases.get(lease_id)
             if record.state in states:
                 return record
             if record.state in FINAL_STATES:

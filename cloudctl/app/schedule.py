@@ -14,9 +14,9 @@ class Schedule(Room):
         """Every reservation and past run overlapping [start, end), host by host."""
         now = self.clock()
         with self.store.read():
-            hosts = self.store.hosts()
-            leases = self.store.leases()
-            reservations = {r.id: r for r in self.store.live_leases()}
+            hosts = self.store.hosts.all()
+            leases = self.store.leases.all()
+            reservations = {r.id: r for r in self.store.leases.live()}
         bars = []
         for lease in leases:
             for s0, e0, names in lease.history.get("runs", []):

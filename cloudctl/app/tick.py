@@ -23,7 +23,7 @@ class Ticks(Room):
     def tick(self, blocking: bool = False, reap: bool = False) -> TickOutcome:
         """One scheduling-and-enactment pass at the current time (`reap`: terminate cloud
         instances tagged with this store that no lease owns)."""
-        with self.store.tick_lock(blocking) as holder:
+        with self.store.lock.hold(blocking) as holder:
             if holder:
                 return TickOutcome(False, self.clock(), holder=holder)
             self.app.vms.finish_interrupted_moves()
@@ -59,10 +59,10 @@ class Ticks(Room):
                 records += [s.record(lease) for lease in s.save()]
             enactor.enact(report)
         with self.store.read():
-            upcoming = self.store.get_meta("next_event") or ""
-            retry = [vm.retry_at for vm in self.store.vms(live=True)
+            upcoming = self.store.state.next_event()
+            retry = [vm.retry_at for vm in self.store.vms.all(live=True)
                      if vm.retry_at is not None and vm.state != vm.want]
-        times = [int(upcoming)] if upcoming else []
+        times = [upcoming] if upcoming is not None else []
         times += retry
         return TickOutcome(True, now, changed=records, report=report,
                            next_event=min(times) if times else None)

@@ -3,7 +3,6 @@ the settling of a move that was killed half-way."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -13,19 +12,16 @@ from cloudctl.domain import VMStatus
 from cloudctl.errors import CloudctlError, Conflict, InvalidInput, Unsatisfiable
 from cloudctl.store.records import EventRecord, HostRecord, VMRecord
 
-# Meta key prefix of a `vm migrate` under way (one per VM name), written before it moves.
-MOVE_INTENT = "vm-migrate "
-
 
 class VMs(Room):
     def all(self, lease_id: int | None = None, host: str | None = None) -> list[VMRecord]:
         with self.store.read():
-            return self.store.vms(lease_id=lease_id, host=host)
+            return self.store.vms.all(lease_id=lease_id, host=host)
 
     def show(self, key: str) -> tuple[VMRecord, list[EventRecord]]:
         with self.store.read():
-            vm = self.store.vm(key)
-            return vm, self.store.events([f"vm {vm.name}"])
+            vm = self.store.vms.get(key)
+            return vm, self.store.events.about([f"vm {vm.name}"])
 
     def export(self, key: str, fmt: str) -> str:
         """VM `key` as its host's driver defines it ("xml") or as a Xen xl.cfg ("xl")."""
@@ -42,9 +38,9 @@ class VMs(Room):
         from cloudctl.drivers.registry import driver_class
 
         with self.store.read():
-            vm = self.store.vm(key)
-            source = self.store.host(vm.host) if vm.host else None
-            dest = self.store.host(to)
+            vm = self.store.vms.get(key)
+            source = self.store.hosts.get(vm.host) if vm.host else None
+            dest = self.store.hosts.get(to)
         if source is None or vm.state != VMStatus.RUNNING or vm.want != VMStatus.RUNNING:
             raise Conflict(f"vm {vm.name} is {vm.state}; only a running VM can be migrated")
         ability = "live-migration" if live else "cold-migration"
@@ -63,12 +59,10 @@ class VMs(Room):
             raise InvalidInput(f"cannot migrate vm {vm.name}: {source.name} and {to} do not "
                                "share storage")
         how = "live" if live else "cold"
-        intent = MOVE_INTENT + vm.name
         started = time.monotonic()
-        with self.store.tick_lock(blocking=True):
+        with self.store.lock.hold(blocking=True):
             with self.store.write():
-                self.store.set_meta(intent, json.dumps({"from": source.name, "to": to,
-                                                        "live": live}))
+                self.store.moves.record(vm.name, {"from": source.name, "to": to, "live": live})
             try:
                 with self.app.session() as s:
                     scheduler = s.need_scheduler()
@@ -77,15 +71,15 @@ class VMs(Room):
                         raise Unsatisfiable(f"vm {vm.name} cannot move to {to}: {refused}")
                     self._move_domain(vm.name, source, dest, live)
                     vm.host, vm.old_host, vm.updated_at = to, None, s.now
-                    self.store.save_vm(vm)
-                    self.store.delete_meta(intent)
+                    self.store.vms.save(vm)
+                    self.store.moves.forget(vm.name)
                     s.events.append(EventRecord(s.now, f"vm {vm.name}", "running", "running",
                                                 f"migrated ({how}) from {source.name} to {to}"))
             except CloudctlError as error:
                 with self.store.write():
-                    self.store.delete_meta(intent)  # it stayed where it was
+                    self.store.moves.forget(vm.name)  # it stayed where it was
                     if not isinstance(error, Unsatisfiable):
-                        self.store.add_events([EventRecord(
+                        self.store.events.add([EventRecord(
                             self.clock(), f"vm {vm.name}", None, None,
                             f"{how} migration to {to} failed, still on {source.name}: "
                             f"{error}")])
@@ -122,28 +116,27 @@ class VMs(Room):
         image, it stays on (or is restored to) the source. Reached by ticks only, which
         never run during a `vm migrate`."""
         with self.store.read():
-            intents = self.store.metas(MOVE_INTENT)
-        for key, text in intents.items():
-            name = key[len(MOVE_INTENT):]
+            intents = self.store.moves.intents()
+        for name, intent in intents.items():
             try:
-                outcome = self._finish_move(name, json.loads(text))
+                outcome = self._finish_move(name, intent)
             except CloudctlError as error:  # a host that does not answer: the next tick
                 outcome = f"interrupted migration not settled yet: {error}"
                 with self.store.write():
-                    self.store.add_events([EventRecord(self.clock(), f"vm {name}", None,
+                    self.store.events.add([EventRecord(self.clock(), f"vm {name}", None,
                                                        None, outcome)])
                 continue
             with self.store.write():
-                self.store.delete_meta(key)
-                self.store.add_events([EventRecord(self.clock(), f"vm {name}", None, None,
+                self.store.moves.forget(name)
+                self.store.events.add([EventRecord(self.clock(), f"vm {name}", None, None,
                                                    outcome)])
 
     def _finish_move(self, name: str, intent: dict[str, Any]) -> str:
         from cloudctl.drivers.base import VMState
 
         with self.store.read():
-            vm = self.store.vm(name)
-            hosts = {h.name: h for h in self.store.hosts()}
+            vm = self.store.vms.get(name)
+            hosts = {h.name: h for h in self.store.hosts.all()}
         source, dest = hosts.get(intent["from"]), hosts.get(intent["to"])
         live, how = bool(intent.get("live")), "live" if intent.get("live") else "cold"
         if source is None or dest is None or vm.host != source.name:
@@ -160,7 +153,7 @@ class VMs(Room):
                                                          s.names.index(dest.name), s.now)
                     if not refused:
                         vm.host, vm.updated_at = dest.name, s.now
-                        self.store.save_vm(vm)
+                        self.store.vms.save(vm)
                         return (f"interrupted {how} migration completed: running on "
                                 f"{dest.name}")
                 self._move_domain(name, dest, source, live)

@@ -16,7 +16,7 @@ import cloudctl.session
 from cloudctl.app.leases import LeaseSpec
 from cloudctl.errors import Unsatisfiable
 from cloudctl.scheduler.model import LeaseType
-from cloudctl.store.db import Store
+from cloudctl.store.sqlite import LeaseTable
 
 pytestmark = pytest.mark.slow  # hundreds of requests per case
 
@@ -72,13 +72,13 @@ def test_an_ar_decided_around_its_window_is_decided_as_on_the_whole_state(
     env, now = _busy_cloud(tmp_path / "base", seed, suspension)
     base = Path(env["CLOUDCTL_DB"])
     whole_loads = []
-    live_leases = Store.live_leases
+    live_leases = LeaseTable.live
 
-    def counted(store: Store) -> Any:
+    def counted(leases: LeaseTable) -> Any:
         whole_loads.append(1)
-        return live_leases(store)
+        return live_leases(leases)
 
-    monkeypatch.setattr(Store, "live_leases", counted)
+    monkeypatch.setattr(LeaseTable, "live", counted)
     rng = random.Random(seed)
     requests = 40
     for i in range(requests):

@@ -276,7 +276,7 @@ def test_a_burst_vm_suspends_as_a_stopped_instance_and_resumes_by_starting_it(
         enact = CloudEnactment(cloud.store, 0)
         try:
             with cloud.store.read():
-                vm = cloud.store.vm(f"cloudctl-{lease['id']}-0")
+                vm = cloud.store.vms.get(f"cloudctl-{lease['id']}-0")
             plan = lease["burst"]
             vm.want = "suspended"
             assert enact.apply(vm, None, plan) == "suspended"
