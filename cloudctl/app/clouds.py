@@ -26,6 +26,8 @@ class Clouds(Room):
         from cloudctl.store.records import CloudRecord
 
         check_name("cloud", name)
+        if endpoint is not None:
+            check_endpoint(endpoint)
         if not region:
             raise InvalidInput("--region is required (e.g. us-east-1)")
         if budget is not None and budget < 0:
@@ -62,7 +64,7 @@ class Clouds(Room):
             records = self.store.clouds()
             instances = self.store.instances()
         now = self.clock()
-        return [cloud_view(r, instances, now) for r in records]
+        return [_without_credentials(cloud_view(r, instances, now)) for r in records]
 
     def show(self, name: str) -> dict[str, Any]:
         from cloudctl.clouds import cloud_view
@@ -70,7 +72,7 @@ class Clouds(Room):
         with self.store.read():
             record = self.store.cloud(name)
             instances = self.store.instances(cloud=name)
-        view = cloud_view(record, instances, self.clock())
+        view = _without_credentials(cloud_view(record, instances, self.clock()))
         view["instances"] = [{"instance_id": i.instance_id, "vm": i.vm, "lease": i.lease_id,
                               "type": i.instance_type, "state": i.state,
                               "launched": i.launched_at, "ended": i.ended_at,
@@ -102,3 +104,27 @@ class Clouds(Room):
             clouds = self.store.clouds()
             ends = {lease.id: lease.end for lease in self.store.live_leases()}
         return cost_report(instances, clouds, ends, self.clock(), since, by)
+
+
+def check_endpoint(url: str) -> None:
+    """Refuse credentials written into an endpoint URL (`http://KEY:SECRET@host`): they would
+    be stored and printed. The URL itself is not repeated in the error, as it holds them."""
+    if _userinfo(url):
+        raise InvalidInput("--endpoint: credentials in the URL are refused; they come only "
+                           "from the standard AWS chain (environment, ~/.aws files, "
+                           "--profile) and are never stored")
+
+
+def _userinfo(url: str) -> str:
+    """The `user:password@` part of a URL's authority, or ''."""
+    rest = url.split("://", 1)[-1]
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return authority.rpartition("@")[0] + "@" if "@" in authority else ""
+
+
+def _without_credentials(view: dict[str, Any]) -> dict[str, Any]:
+    """A stored endpoint (from before they were refused) shown without its credentials."""
+    endpoint = view.get("endpoint")
+    if endpoint and (secret := _userinfo(endpoint)):
+        view["endpoint"] = endpoint.replace(secret, "", 1)
+    return view

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudctl.app.context import Room
+from cloudctl.limits import MAX_ID
 from cloudctl.domain import VMStatus
 from cloudctl.errors import CloudctlError, Conflict, InvalidInput, Unsatisfiable
 from cloudctl.store.records import EventRecord, HostRecord, VMRecord
@@ -19,6 +20,8 @@ MOVE_INTENT = "vm-migrate "
 
 class VMs(Room):
     def all(self, lease_id: int | None = None, host: str | None = None) -> list[VMRecord]:
+        if lease_id is not None and abs(lease_id) > MAX_ID:
+            return []  # no lease has it, as for any ID the store does not know
         with self.store.read():
             return self.store.vms(lease_id=lease_id, host=host)
 
