@@ -150,17 +150,20 @@ def load_settings(env: Mapping[str, str], db_option: str | None = None) -> Setti
         raise InvalidInput(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
     store = _table(data, "store", path)
     _only(store, {"db", "state-dir"}, "store", path)
+    # Checked even when --db or CLOUDCTL_DB wins: the file must hold up for every command.
+    configured = _absolute(store["db"], "store.db", path) if store.get("db", "") != "" \
+        else None
     if db_option:
         db = Path(db_option)
     elif env.get("CLOUDCTL_DB"):
         db = Path(env["CLOUDCTL_DB"])
-    elif store.get("db"):
-        db = _absolute(store["db"], "store.db", path)
+    elif configured is not None:
+        db = configured
     else:
         db = default_db(env)
     db = db.expanduser().absolute()
     state_dir = _absolute(store["state-dir"], "store.state-dir", path) \
-        if store.get("state-dir") else db.with_suffix(".d")
+        if store.get("state-dir", "") != "" else db.with_suffix(".d")
 
     scheduler = _scheduler_config(_table(data, "scheduler", path),
                                   _table(data, "policies", path), path)
@@ -224,7 +227,9 @@ def _finite(value: Any, option: str, path: Path) -> Any:
 def _absolute(value: Any, option: str, path: Path) -> Path:
     """A path of the config file: a string without NUL, absolute once ~ is expanded (a
     relative one would depend on the directory a command happens to run in)."""
-    if not isinstance(value, str) or "\0" in value:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{path}: {option}: must be a path (a string), got {repr(value)[:40]}")
+    if "\0" in value:
         raise InvalidInput(f"{path}: {option}: must be a path without NUL characters")
     try:
         found = Path(value).expanduser()

@@ -64,12 +64,15 @@ def parse_time(text: str, now: int, *, option: str = "time") -> int:
         if not value.isascii():
             raise ValueError(value)
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{option}: cannot read {_quoted(text)} as a time (write ISO 8601 "
+                           "like 2026-11-22T14:00, 'now' or '+1h')") from None
+    try:
         if moment.tzinfo is None:
             moment = moment.astimezone()  # the machine's local time zone
         seconds = int(moment.timestamp())
-    except (ValueError, OverflowError, OSError):
-        raise InvalidInput(f"{option}: cannot read {_quoted(text)} as a time (write ISO 8601 "
-                           "like 2026-11-22T14:00, 'now' or '+1h')") from None
+    except (ValueError, OverflowError, OSError):  # years 1 and 9999 at the calendar's ends
+        seconds = MIN_TIME - 1 if moment.year < 1970 else MAX_TIME + 1
     return check_time(seconds, text, option)
 
 
@@ -97,7 +100,8 @@ def _expanded(seconds: int) -> str:
     cycles, rest = divmod(int(seconds), _400_YEARS_S)
     moment = datetime.fromtimestamp(rest, timezone.utc)
     year = moment.year + 400 * cycles
-    return f"{year:+05d}{moment.strftime('-%m-%dT%H:%M:%S')}Z"
+    digits = f"{year:04d}" if 1 <= year <= 9999 else f"{year:+05d}"
+    return f"{digits}{moment.strftime('-%m-%dT%H:%M:%S')}Z"
 
 
 def local(seconds: int | None) -> str:

@@ -6,8 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from cloudctl.app.context import Room, check_name
+from cloudctl.config import MAX_PRICE_USD, number_problem
 from cloudctl.errors import Conflict, InvalidInput
 from cloudctl.store.records import EventRecord
+
+MAX_BUDGET_USD = 1_000_000_000_000  # per month
 
 
 class Clouds(Room):
@@ -32,11 +35,15 @@ class Clouds(Room):
             raise InvalidInput("--region is required (e.g. us-east-1)")
         if budget is not None and budget < 0:
             raise InvalidInput("--budget-per-month must not be negative")
+        if budget is not None and (problem := number_problem(budget, 0, MAX_BUDGET_USD)):
+            raise InvalidInput(f"--budget-per-month: {problem}")
         configured = self.settings.clouds.get(name, {}).get("prices")
         price_list = prices or configured or DEFAULT_PRICES
         for kind, price in price_list.items():
             if not isinstance(price, (int, float)) or isinstance(price, bool) or price < 0:
                 raise InvalidInput(f"price of {kind}: {price!r} is not a USD amount >= 0")
+            if problem := number_problem(price, 0, MAX_PRICE_USD):
+                raise InvalidInput(f"price of {kind}: {problem}")
         record = CloudRecord(name, type, region, endpoint, profile, budget,
                              options=parse_options(options), added_at=self.clock())
         with self.store.read():

@@ -247,7 +247,7 @@ def check_spec(spec: LeaseSpec, now: int) -> None:
     if spec.start is not None:
         check_range(spec.start, MIN_TIME, MAX_TIME, "--start", " s since 1970")
     if (spec.start if spec.start is not None else now) + spec.duration > MAX_TIME:
-        raise InvalidInput("--duration: the lease would end after 9999-01-01, the latest "
+        raise InvalidInput("--duration: the lease would end after 9999-01-01 UTC, the latest "
                            "time cloudctl keeps")
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from cloudctl.app.context import Room
-from cloudctl.limits import MAX_ID
 from cloudctl.domain import VMStatus
 from cloudctl.errors import CloudctlError, Conflict, InvalidInput, Unsatisfiable
+from cloudctl.limits import MAX_ID
 from cloudctl.store.records import EventRecord, HostRecord, VMRecord
 
 # Meta key prefix of a `vm migrate` under way (one per VM name), written before it moves.

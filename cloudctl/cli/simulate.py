@@ -284,16 +284,21 @@ def parse_origin(text: str) -> datetime:
         if not value.isascii():
             raise ValueError(value)
         moment = datetime.fromisoformat(value)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        moment = moment.astimezone(timezone.utc)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise InvalidInput(
             f"--start: {text[:40]!r} is not an ISO 8601 date-time (e.g. 2024-05-01T13:00:00Z)"
         ) from None
+    from cloudctl.limits import MAX_TIME, MIN_TIME
     from cloudctl.timefmt import check_time
 
-    check_time(int(moment.timestamp()), text, "--start")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        moment = moment.astimezone(timezone.utc)
+        seconds = int(moment.timestamp())
+    except OverflowError:  # years 1 and 9999 at the calendar's ends
+        seconds = MIN_TIME - 1 if moment.year < 1970 else MAX_TIME + 1
+    check_time(seconds, text, "--start")
     return moment
 
 

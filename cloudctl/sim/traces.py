@@ -122,16 +122,18 @@ def _read(name: str) -> bytes:
         raise InvalidInput(f"{name}: no such file") from None
     except OSError as error:
         raise InvalidInput(f"{name}: cannot read: {error.strerror or error}") from None
-    with open(fd, "rb") as stream:
+    try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             raise InvalidInput(f"{name}: is a directory, not a trace file")
         if not stat.S_ISREG(mode):
             raise InvalidInput(f"{name}: not a regular file (a pipe or device); give a file")
-        try:
+        with open(fd, "rb", closefd=False) as stream:
             return stream.read()
-        except OSError as error:
-            raise InvalidInput(f"{name}: cannot read: {error.strerror or error}") from None
+    except OSError as error:
+        raise InvalidInput(f"{name}: cannot read: {error.strerror or error}") from None
+    finally:
+        os.close(fd)
 
 
 def _decode(name: str, data: bytes) -> str:
