@@ -60,15 +60,6 @@ class Leases(Room):
     def _request(self, spec: LeaseSpec, lease_id: int, now: int) -> LeaseRequest:
         from cloudctl.scheduler.model import Capacity, LeaseRequest
 
-        if spec.nodes <= 0 or spec.cpus <= 0 or spec.memory_mib <= 0:
-            raise InvalidInput("--nodes, --cpus and --memory must be positive")
-        if spec.type is LeaseType.AR and spec.start is None:
-            raise InvalidInput("an advance reservation needs --start")
-        if spec.type is not LeaseType.AR and spec.start is not None:
-            raise InvalidInput(f"--start applies to advance reservations only "
-                               f"(a {spec.type.value} lease starts as soon as it can)")
-        if spec.name is not None:
-            check_name("lease", spec.name)
         size = 0
         if spec.image is not None:
             size = self.store.image(spec.image).size_mib
@@ -236,9 +227,17 @@ class Leases(Room):
 
 
 def check_spec(spec: LeaseSpec, now: int) -> None:
-    """Refuse a request outside the documented limits before anything is read or locked."""
+    """Refuse a malformed request, or one outside the documented limits, before anything is
+    read or locked."""
     if spec.nodes <= 0 or spec.cpus <= 0 or spec.memory_mib <= 0:
         raise InvalidInput("--nodes, --cpus and --memory must be positive")
+    if spec.type is LeaseType.AR and spec.start is None:
+        raise InvalidInput("an advance reservation needs --start")
+    if spec.type is not LeaseType.AR and spec.start is not None:
+        raise InvalidInput(f"--start applies to advance reservations only "
+                           f"(a {spec.type.value} lease starts as soon as it can)")
+    if spec.name is not None:
+        check_name("lease", spec.name)
     check_range(spec.nodes, 1, MAX_NODES, "--nodes")
     check_range(spec.cpus, 1, MAX_CPUS, "--cpus")
     check_range(spec.memory_mib, 1, MAX_MEMORY_MIB, "--memory", " MiB")
