@@ -8,6 +8,7 @@ from typing import Any
 from cloudctl.app.context import Room, check_name
 from cloudctl.config import MAX_PRICE_USD, number_problem
 from cloudctl.errors import Conflict, InvalidInput
+from cloudctl.limits import MAX_NODES, check_range
 from cloudctl.store.records import EventRecord
 
 MAX_BUDGET_USD = 1_000_000_000_000  # per month
@@ -37,6 +38,9 @@ class Clouds(Room):
             raise InvalidInput("--budget-per-month must not be negative")
         if budget is not None and (problem := number_problem(budget, 0, MAX_BUDGET_USD)):
             raise InvalidInput(f"--budget-per-month: {problem}")
+        for key in ("max_instances", "max_preemptions"):
+            if options.get(key) is not None:
+                check_range(options[key], 0, MAX_NODES, f"--{key.replace('_', '-')}")
         configured = self.settings.clouds.get(name, {}).get("prices")
         price_list = prices or configured or DEFAULT_PRICES
         for kind, price in price_list.items():
