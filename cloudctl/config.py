@@ -9,13 +9,15 @@ passed in as a mapping, never read here from globals.
 
 from __future__ import annotations
 
+import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudctl.errors import InvalidInput
+from cloudctl.limits import MAX_DURATION_S, shown
 from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.timefmt import parse_duration
 
@@ -26,6 +28,22 @@ POLICY_KEYS = {"preemption": "preemption_policy", "host-score": "host_score_poli
                "host-filter": "host_filter_policy", "admission": "admission_policy"}
 ENACTMENT_DEFAULTS: dict[str, Any] = {"max-attempts": 5, "retry-backoff": 30,
                                       "shutdown-grace": 30}
+# The numbers of [scheduler] (and `simulate`'s flags of the same names): lowest, highest,
+# whole numbers only. Outside them a rate, time or factor is a typo that would break every
+# later tick or request (a NaN rate makes every suspend time NaN).
+SCHEDULER_NUMBERS: dict[str, tuple[float, float, bool]] = {
+    "suspend-rate": (0.001, 1_000_000_000, False),  # MiB/s
+    "resume-rate": (0.001, 1_000_000_000, False),
+    "bandwidth": (0.001, 1_000_000_000, False),  # Mbit/s
+    "threshold-factor": (0, 1_000_000, False),
+    "override-suspend-time": (0, MAX_DURATION_S, True),  # s
+    "override-resume-time": (0, MAX_DURATION_S, True),
+    "enactment-overhead": (0, MAX_DURATION_S, True),
+    "shutdown-time": (0, MAX_DURATION_S, True),
+}
+MAX_ATTEMPTS = 100
+MAX_WAIT_S = 86400  # enactment's retry-backoff and shutdown-grace: at most a day
+MAX_PRICE_USD = 1_000_000  # per instance-hour
 
 DEFAULT_CONFIG = """\
 # cloudctl configuration (TOML). Every key is optional; the values shown are the defaults.
@@ -136,17 +154,20 @@ def load_settings(env: Mapping[str, str], db_option: str | None = None) -> Setti
         raise InvalidInput(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
     store = _table(data, "store", path)
     _only(store, {"db", "state-dir"}, "store", path)
+    # Checked even when --db or CLOUDCTL_DB wins: the file must hold up for every command.
+    configured = _absolute(store["db"], "store.db", path) if store.get("db", "") != "" \
+        else None
     if db_option:
         db = Path(db_option)
     elif env.get("CLOUDCTL_DB"):
         db = Path(env["CLOUDCTL_DB"])
-    elif store.get("db"):
-        db = Path(str(store["db"]))
+    elif configured is not None:
+        db = configured
     else:
         db = default_db(env)
     db = db.expanduser().absolute()
-    state_dir = Path(str(store["state-dir"])).expanduser() if store.get("state-dir") \
-        else db.with_suffix(".d")
+    state_dir = _absolute(store["state-dir"], "store.state-dir", path) \
+        if store.get("state-dir", "") != "" else db.with_suffix(".d")
 
     scheduler = _scheduler_config(_table(data, "scheduler", path),
                                   _table(data, "policies", path), path)
@@ -156,13 +177,16 @@ def load_settings(env: Mapping[str, str], db_option: str | None = None) -> Setti
     enactment = {**ENACTMENT_DEFAULTS, **_table(data, "enactment", path)}
     _only(enactment, set(ENACTMENT_DEFAULTS), "enactment", path)
     try:
-        attempts = int(enactment["max-attempts"])
-        backoff = _seconds(enactment["retry-backoff"], "enactment.retry-backoff")
-        grace = _seconds(enactment["shutdown-grace"], "enactment.shutdown-grace")
+        attempts = int(_finite(enactment["max-attempts"], "enactment.max-attempts", path))
+        backoff = _seconds(enactment["retry-backoff"], "enactment.retry-backoff", path)
+        grace = _seconds(enactment["shutdown-grace"], "enactment.shutdown-grace", path)
     except (TypeError, ValueError) as error:
         raise InvalidInput(f"{path}: [enactment]: {error}") from None
     if attempts < 1:
         raise InvalidInput(f"{path}: enactment.max-attempts must be at least 1")
+    if attempts > MAX_ATTEMPTS:
+        raise InvalidInput(f"{path}: enactment.max-attempts: at most {MAX_ATTEMPTS}, "
+                           f"got {shown(attempts)}")
     clouds = _table(data, "clouds", path)
     for cloud_name, table in clouds.items():
         if not isinstance(table, dict):
@@ -171,16 +195,75 @@ def load_settings(env: Mapping[str, str], db_option: str | None = None) -> Setti
         if not isinstance(table.get("prices", {}), dict):
             raise InvalidInput(f"{path}: clouds.{cloud_name}.prices must be a table of "
                                "instance type = USD per hour")
+        for kind, price in table.get("prices", {}).items():
+            problem = number_problem(price, 0, MAX_PRICE_USD)
+            if problem:
+                raise InvalidInput(f"{path}: clouds.{cloud_name}.prices.{kind}: {problem}")
     return Settings(db=db, state_dir=state_dir.absolute(), config_path=path, clouds=clouds,
                     config_exists=path.exists(), scheduler=scheduler,
                     default_driver=default_driver, drivers=driver_tables,
                     max_attempts=attempts, retry_backoff=backoff, shutdown_grace=grace)
 
 
-def _seconds(value: Any, option: str) -> int:
+def _seconds(value: Any, option: str, path: Path) -> int:
+    """Whole seconds, or a duration like "30s", between 0 and a day."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return parse_duration(str(value), option=option)
+        seconds = value
+    else:
+        try:
+            seconds = parse_duration(str(value), option=option)
+        except InvalidInput as error:
+            raise InvalidInput(f"{path}: {error}") from None
+    if not 0 <= seconds <= MAX_WAIT_S:
+        raise InvalidInput(f"{path}: {option}: must be between 0 and {MAX_WAIT_S:,} s (a "
+                           f"day), got {shown(seconds)}")
+    return seconds
+
+
+def _finite(value: Any, option: str, path: Path) -> Any:
+    """`value`, unless it is a float that is not finite (int() of inf would not say which
+    key it came from)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInput(f"{path}: {option}: must be a finite number, got {value}")
+    return value
+
+
+def _absolute(value: Any, option: str, path: Path) -> Path:
+    """A path of the config file: a string without NUL, absolute once ~ is expanded (a
+    relative one would depend on the directory a command happens to run in)."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{path}: {option}: must be a path (a string), got {repr(value)[:40]}")
+    if "\0" in value:
+        raise InvalidInput(f"{path}: {option}: must be a path without NUL characters")
+    try:
+        found = Path(value).expanduser()
+    except RuntimeError as error:  # ~user of a user that does not exist
+        raise InvalidInput(f"{path}: {option}: {error}") from None
+    if not found.is_absolute():
+        raise InvalidInput(f"{path}: {option}: must be an absolute path, got {value!r}")
+    return found
+
+
+def number_problem(value: Any, low: float, high: float, whole: bool = False) -> str | None:
+    """Why `value` is not a finite number (a whole one if `whole`) in [low, high], or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number, got {str(value)[:40]!r}"
+    if not math.isfinite(value):
+        return f"must be a finite number, got {value}"
+    if whole and not float(value).is_integer():
+        return f"must be a whole number, got {value}"
+    if not low <= value <= high:
+        return f"must be between {shown(low)} and {shown(high)}, got {shown(value)}"
+    return None
+
+
+def check_scheduler_numbers(values: Mapping[str, Any], label: Callable[[str], str]) -> None:
+    """Refuse a [scheduler] number (or a `simulate` flag) that is not finite or in range;
+    `label(key)` names it in the error."""
+    for key, (low, high, whole) in SCHEDULER_NUMBERS.items():
+        value = values.get(key)
+        if value is not None and (problem := number_problem(value, low, high, whole)):
+            raise InvalidInput(f"{label(key)}: {problem}")
 
 
 def _table(data: Mapping[str, Any], name: str, path: Path) -> dict[str, Any]:
@@ -200,6 +283,7 @@ def _only(table: Mapping[str, Any], known: set[str], name: str, path: Path) -> N
 def _scheduler_config(scheduler: dict[str, Any], policies: dict[str, Any],
                       path: Path) -> SchedulerConfig:
     _only(policies, set(POLICY_KEYS), "policies", path)
+    check_scheduler_numbers(scheduler, lambda key: f"{path}: scheduler.{key}")
     options: dict[str, Any] = {}
     for key, value in scheduler.items():
         if key == "migration" and isinstance(value, str):

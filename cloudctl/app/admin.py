@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 from cloudctl.app.context import Room
@@ -35,8 +37,8 @@ class Admin(Room):
         wrote_config = False
         if not config.exists():
             config.parent.mkdir(parents=True, exist_ok=True)
-            config.write_text(DEFAULT_CONFIG.format(db=self.settings.db,
-                                                    state_dir=self.settings.state_dir))
+            _write_private(config, DEFAULT_CONFIG.format(db=self.settings.db,
+                                                         state_dir=self.settings.state_dir))
             wrote_config = True
         return {"db": str(self.settings.db), "created": created, "migrations_applied": applied,
                 "config": str(config), "config_created": wrote_config,
@@ -62,3 +64,20 @@ class Admin(Room):
             return store.migrate(self.clock())
         finally:
             store.close()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create `path` 0600 whatever the umask (it may hold secrets later); an existing file is
+    left alone."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # made meanwhile by a concurrent init: theirs is as good
+    try:
+        os.fchmod(fd, 0o600)  # the umask may have taken bits from the mode asked for
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            fd = -1
+            stream.write(text)
+    finally:
+        if fd >= 0:
+            os.close(fd)

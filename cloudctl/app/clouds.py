@@ -6,8 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from cloudctl.app.context import Room, check_name
+from cloudctl.config import MAX_PRICE_USD, number_problem
 from cloudctl.errors import Conflict, InvalidInput
+from cloudctl.limits import MAX_NODES, check_range
 from cloudctl.store.records import EventRecord
+
+MAX_BUDGET_USD = 1_000_000_000_000  # per month
 
 
 class Clouds(Room):
@@ -26,15 +30,24 @@ class Clouds(Room):
         from cloudctl.store.records import CloudRecord
 
         check_name("cloud", name)
+        if endpoint is not None:
+            check_endpoint(endpoint)
         if not region:
             raise InvalidInput("--region is required (e.g. us-east-1)")
         if budget is not None and budget < 0:
             raise InvalidInput("--budget-per-month must not be negative")
+        if budget is not None and (problem := number_problem(budget, 0, MAX_BUDGET_USD)):
+            raise InvalidInput(f"--budget-per-month: {problem}")
+        for key in ("max_instances", "max_preemptions"):
+            if options.get(key) is not None:
+                check_range(options[key], 0, MAX_NODES, f"--{key.replace('_', '-')}")
         configured = self.settings.clouds.get(name, {}).get("prices")
         price_list = prices or configured or DEFAULT_PRICES
         for kind, price in price_list.items():
             if not isinstance(price, (int, float)) or isinstance(price, bool) or price < 0:
                 raise InvalidInput(f"price of {kind}: {price!r} is not a USD amount >= 0")
+            if problem := number_problem(price, 0, MAX_PRICE_USD):
+                raise InvalidInput(f"price of {kind}: {problem}")
         record = CloudRecord(name, type, region, endpoint, profile, budget,
                              options=parse_options(options), added_at=self.clock())
         with self.store.read():
@@ -62,7 +75,7 @@ class Clouds(Room):
             records = self.store.clouds.all()
             instances = self.store.instances.all()
         now = self.clock()
-        return [cloud_view(r, instances, now) for r in records]
+        return [_without_credentials(cloud_view(r, instances, now)) for r in records]
 
     def show(self, name: str) -> dict[str, Any]:
         from cloudctl.clouds import cloud_view
@@ -70,7 +83,7 @@ class Clouds(Room):
         with self.store.read():
             record = self.store.clouds.get(name)
             instances = self.store.instances.all(cloud=name)
-        view = cloud_view(record, instances, self.clock())
+        view = _without_credentials(cloud_view(record, instances, self.clock()))
         view["instances"] = [{"instance_id": i.instance_id, "vm": i.vm, "lease": i.lease_id,
                               "type": i.instance_type, "state": i.state,
                               "launched": i.launched_at, "ended": i.ended_at,
@@ -102,3 +115,27 @@ class Clouds(Room):
             clouds = self.store.clouds.all()
             ends = {lease.id: lease.end for lease in self.store.leases.live()}
         return cost_report(instances, clouds, ends, self.clock(), since, by)
+
+
+def check_endpoint(url: str) -> None:
+    """Refuse credentials written into an endpoint URL (`http://KEY:SECRET@host`): they would
+    be stored and printed. The URL itself is not repeated in the error, as it holds them."""
+    if _userinfo(url):
+        raise InvalidInput("--endpoint: credentials in the URL are refused; they come only "
+                           "from the standard AWS chain (environment, ~/.aws files, "
+                           "--profile) and are never stored")
+
+
+def _userinfo(url: str) -> str:
+    """The `user:password@` part of a URL's authority, or ''."""
+    rest = url.split("://", 1)[-1]
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return authority.rpartition("@")[0] + "@" if "@" in authority else ""
+
+
+def _without_credentials(view: dict[str, Any]) -> dict[str, Any]:
+    """A stored endpoint (from before they were refused) shown without its credentials."""
+    endpoint = view.get("endpoint")
+    if endpoint and (secret := _userinfo(endpoint)):
+        view["endpoint"] = endpoint.replace(secret, "", 1)
+    return view

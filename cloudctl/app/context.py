@@ -9,7 +9,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from cloudctl.config import Settings
-from cloudctl.errors import InvalidInput
+from cloudctl.errors import InvalidInput, NotFound
+from cloudctl.limits import MAX_ID
 from cloudctl.store.db import open_store
 
 if TYPE_CHECKING:  # the scheduler and the drivers load only for commands that use them
@@ -32,6 +33,13 @@ def check_name(kind: str, name: str) -> str:
         raise InvalidInput(f"{kind} name {name!r}: use letters, digits, '.', '_' or '-' "
                            "(at most 63, starting with a letter or digit)")
     return name
+
+
+def check_id(kind: str, value: int) -> int:
+    """An ID the store can look up: none is outside SQLite's integers (nor below 1)."""
+    if not 0 < value <= MAX_ID:
+        raise NotFound(f"no {kind} {value}")
+    return value
 
 
 class App:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from cloudctl.app.context import Room, check_name
 from cloudctl.domain import HostStatus, VMStatus
 from cloudctl.errors import CloudctlError, Conflict, InvalidInput
+from cloudctl.limits import MAX_CPUS, MAX_DISK_GIB, MAX_MEMORY_MIB, check_range
 from cloudctl.store.records import EventRecord, HostRecord, LeaseRecord, VMRecord
 from cloudctl.views import event_view
 
@@ -28,6 +29,10 @@ class Hosts(Room):
             raise InvalidInput("--cpus and --memory must be positive")
         if disk_gib is not None and disk_gib < 0:
             raise InvalidInput("--disk must not be negative")
+        check_range(cpus, 1, MAX_CPUS, "--cpus")
+        check_range(memory_mib, 1, MAX_MEMORY_MIB, "--memory", " MiB")
+        if disk_gib is not None:
+            check_range(disk_gib, 0, MAX_DISK_GIB, "--disk", " GiB")
         driver = driver or self.settings.default_driver
         if driver not in available():
             raise InvalidInput(f"unknown driver {driver!r} (known: {', '.join(available())})")

@@ -7,9 +7,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cloudctl.app.context import Room, check_name
+from cloudctl.app.context import Room, check_id, check_name
 from cloudctl.domain import FINAL_STATES, LeaseType
 from cloudctl.errors import Conflict, InvalidInput, Unsatisfiable
+from cloudctl.limits import (
+    MAX_CPUS,
+    MAX_DISK_MIB,
+    MAX_DURATION_S,
+    MAX_MEMORY_MIB,
+    MAX_NODES,
+    MAX_TIME,
+    MIN_TIME,
+    check_range,
+)
 from cloudctl.store.records import EventRecord, LeaseRecord, VMRecord
 from cloudctl.views import event_view
 
@@ -50,15 +60,6 @@ class Leases(Room):
     def _request(self, spec: LeaseSpec, lease_id: int, now: int) -> LeaseRequest:
         from cloudctl.scheduler.model import Capacity, LeaseRequest
 
-        if spec.nodes <= 0 or spec.cpus <= 0 or spec.memory_mib <= 0:
-            raise InvalidInput("--nodes, --cpus and --memory must be positive")
-        if spec.type is LeaseType.AR and spec.start is None:
-            raise InvalidInput("an advance reservation needs --start")
-        if spec.type is not LeaseType.AR and spec.start is not None:
-            raise InvalidInput(f"--start applies to advance reservations only "
-                               f"(a {spec.type.value} lease starts as soon as it can)")
-        if spec.name is not None:
-            check_name("lease", spec.name)
         size = 0
         if spec.image is not None:
             size = self.store.images.get(spec.image).size_mib
@@ -71,6 +72,7 @@ class Leases(Room):
                             image=spec.image, image_size_mib=size, name=spec.name)
 
     def request(self, spec: LeaseSpec, dry_run: bool = False) -> RequestOutcome:
+        check_spec(spec, self.clock())
         if dry_run:
             return self._dry_run(spec)
         outcome = self._decide(spec, self.settings.scheduler, lambda s: self._submit(s, spec))
@@ -146,6 +148,7 @@ class Leases(Room):
             return self.store.leases.list_text(state=state, type=type)
 
     def show(self, lease_id: int) -> tuple[LeaseRecord, list[VMRecord], list[EventRecord]]:
+        check_id("lease", lease_id)
         with self.store.read():
             lease = self.store.leases.get(lease_id)
             vms = self.store.vms.all(lease_id=lease_id)
@@ -155,6 +158,7 @@ class Leases(Room):
 
     def cancel(self, lease_id: int) -> tuple[LeaseRecord, bool]:
         """(the lease, whether this call cancelled it); a finished lease is left as it is."""
+        check_id("lease", lease_id)
         with self.app.session() as s:
             lease = self.store.leases.get(lease_id)
             if lease.state in FINAL_STATES:
@@ -203,6 +207,7 @@ class Leases(Room):
         """Poll until the lease reaches one of `states` (ticking when nobody else is);
         a final state that is not awaited ends the wait with a conflict. The timeout is
         real elapsed time, whatever clock the cloud runs on."""
+        check_id("lease", lease_id)
         deadline = None if timeout is None else elapsed() + timeout
         ticked = False
         while True:
@@ -220,6 +225,30 @@ class Leases(Room):
             ticked = self.app.ticks.tick(blocking=False).ran
             if not ticked:
                 sleep(1.0)  # someone else is ticking
+
+
+def check_spec(spec: LeaseSpec, now: int) -> None:
+    """Refuse a malformed request, or one outside the documented limits, before anything is
+    read or locked."""
+    if spec.nodes <= 0 or spec.cpus <= 0 or spec.memory_mib <= 0:
+        raise InvalidInput("--nodes, --cpus and --memory must be positive")
+    if spec.type is LeaseType.AR and spec.start is None:
+        raise InvalidInput("an advance reservation needs --start")
+    if spec.type is not LeaseType.AR and spec.start is not None:
+        raise InvalidInput(f"--start applies to advance reservations only "
+                           f"(a {spec.type.value} lease starts as soon as it can)")
+    if spec.name is not None:
+        check_name("lease", spec.name)
+    check_range(spec.nodes, 1, MAX_NODES, "--nodes")
+    check_range(spec.cpus, 1, MAX_CPUS, "--cpus")
+    check_range(spec.memory_mib, 1, MAX_MEMORY_MIB, "--memory", " MiB")
+    check_range(spec.disk_mib, 0, MAX_DISK_MIB, "disk", " MiB")
+    check_range(spec.duration, 1, MAX_DURATION_S, "--duration", " s")
+    if spec.start is not None:
+        check_range(spec.start, MIN_TIME, MAX_TIME, "--start", " s since 1970")
+    if (spec.start if spec.start is not None else now) + spec.duration > MAX_TIME:
+        raise InvalidInput("--duration: the lease would end after 9999-01-01 UTC, the latest "
+                           "time cloudctl keeps")
 
 
 def _be_starts(s: Session) -> dict[int, int | None]:

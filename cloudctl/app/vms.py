@@ -10,11 +10,14 @@ from typing import Any
 from cloudctl.app.context import Room
 from cloudctl.domain import VMStatus
 from cloudctl.errors import CloudctlError, Conflict, InvalidInput, Unsatisfiable
+from cloudctl.limits import MAX_ID
 from cloudctl.store.records import EventRecord, HostRecord, VMRecord
 
 
 class VMs(Room):
     def all(self, lease_id: int | None = None, host: str | None = None) -> list[VMRecord]:
+        if lease_id is not None and abs(lease_id) > MAX_ID:
+            return []  # no lease has it, as for any ID the store does not know
         with self.store.read():
             return self.store.vms.all(lease_id=lease_id, host=host)
 

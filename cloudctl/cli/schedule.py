@@ -39,6 +39,10 @@ def show(
     from cloudctl.timefmt import iso, parse_time
 
     fmt = output_format(output, as_json)
+    if width is not None:
+        from cloudctl.limits import check_range
+
+        check_range(width, 10, 10_000, "--width")  # each column is drawn for every host
     with cloud(ctx) as c:
         now = c.clock()
         start = None if from_ is None else parse_time(from_, now, option="--from")

@@ -178,6 +178,11 @@ def simulate(
     from cloudctl.sim.simulator import simulate as run_simulation
 
     _check_output_paths(per_lease, plot)
+    _check_numbers(nodes, node_cpus, node_memory, {
+        "suspend-rate": suspend_rate, "resume-rate": resume_rate, "bandwidth": bandwidth,
+        "threshold-factor": threshold_factor, "override-suspend-time": override_suspend_time,
+        "override-resume-time": override_resume_time,
+        "enactment-overhead": enactment_overhead, "shutdown-time": shutdown_time})
     origin = parse_origin(start) if start is not None else None
     config = SchedulerConfig().with_options(
         backfilling=backfilling, suspension=suspension, suspend_rate=suspend_rate,
@@ -252,20 +257,45 @@ def _check_output_paths(per_lease: Path | None, plot: Path | None) -> None:
         raise InvalidInput(f"{plot}: --plot needs a .svg or .png file")
 
 
+def _check_numbers(nodes: int | None, node_cpus: int | None, node_memory: int | None,
+                   scheduler: Mapping[str, Any]) -> None:
+    """Refuse a cluster or a timing model beyond the documented limits before any work."""
+    from cloudctl.config import check_scheduler_numbers
+    from cloudctl.limits import MAX_CPUS, MAX_MEMORY_MIB, MAX_NODES, check_range
+
+    for option, value, high in (("--nodes", nodes, MAX_NODES),
+                                ("--node-cpus", node_cpus, MAX_CPUS),
+                                ("--node-memory", node_memory, MAX_MEMORY_MIB)):
+        if value is not None:
+            check_range(value, 1, high, option)
+    check_scheduler_numbers(scheduler, lambda key: f"--{key}")
+
+
 def parse_origin(text: str) -> datetime:
     """An ISO 8601 date-time as an aware UTC datetime; a time without offset is taken as UTC."""
     value = text.strip()
     if value.endswith(("Z", "z")):  # Python 3.10's fromisoformat does not know "Z"
         value = value[:-1] + "+00:00"
     try:
+        if not value.isascii():
+            raise ValueError(value)
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidInput(
-            f"--start: {text!r} is not an ISO 8601 date-time (e.g. 2024-05-01T13:00:00Z)"
+            f"--start: {text[:40]!r} is not an ISO 8601 date-time (e.g. 2024-05-01T13:00:00Z)"
         ) from None
+    from cloudctl.limits import MAX_TIME, MIN_TIME
+    from cloudctl.timefmt import check_time
+
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:
+        moment = moment.astimezone(timezone.utc)
+        seconds = int(moment.timestamp())
+    except OverflowError:  # years 1 and 9999 at the calendar's ends
+        seconds = MIN_TIME - 1 if moment.year < 1970 else MAX_TIME + 1
+    check_time(seconds, text, "--start")
+    return moment
 
 
 # -- output -------------------------------------------------------------------------------
@@ -274,7 +304,12 @@ def parse_origin(text: str) -> datetime:
 def _iso(origin: datetime, seconds: object) -> str | None:
     if not isinstance(seconds, int):
         return None  # a lease that never started or never ended
-    return (origin + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return (origin + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except OverflowError:  # past year 9999: ISO 8601's expanded years
+        from cloudctl.timefmt import iso
+
+        return iso(int(origin.timestamp()) + seconds)
 
 
 def with_wall_clock(record: Mapping[str, Any], origin: datetime) -> dict[str, Any]:

@@ -81,7 +81,10 @@ def run(
     output: Output = None, as_json: Json = False,
 ) -> None:
     """Tick in a loop until SIGINT or SIGTERM, sleeping until the next changepoint."""
+    from cloudctl.limits import check_range
+
     fmt = output_format(output, as_json)
+    check_range(max_sleep, 1, 86400, "--max-sleep", " s")  # a longer wait overflows the timer
     stop = threading.Event()
 
     def handle(signum: int, frame: Any) -> None:

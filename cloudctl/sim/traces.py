@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from xml.parsers import expat
 
 from cloudctl.errors import InvalidInput
+from cloudctl.limits import (
+    MAX_CPUS,
+    MAX_DISK_MIB,
+    MAX_DURATION_S,
+    MAX_ID,
+    MAX_MEMORY_MIB,
+    MAX_NODES,
+    MAX_TIME,
+)
 from cloudctl.scheduler.model import Capacity, LeaseRequest, LeaseType
 
 ESTIMATES = ("requested", "actual")
@@ -103,15 +113,27 @@ def merge_traces(base: Trace, injected: Trace) -> Trace:
 
 
 def _read(name: str) -> bytes:
+    """The file's bytes; a FIFO, device or directory is refused before a byte is read (a
+    FIFO would block, a device never end)."""
     try:
-        with open(name, "rb") as stream:
-            return stream.read()
+        # Non-blocking open: opening a FIFO with no writer must not hang.
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise InvalidInput(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{name}: is a directory, not a trace file") from None
     except OSError as error:
         raise InvalidInput(f"{name}: cannot read: {error.strerror or error}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise InvalidInput(f"{name}: is a directory, not a trace file")
+        if not stat.S_ISREG(mode):
+            raise InvalidInput(f"{name}: not a regular file (a pipe or device); give a file")
+        with open(fd, "rb", closefd=False) as stream:
+            return stream.read()
+    except OSError as error:
+        raise InvalidInput(f"{name}: cannot read: {error.strerror or error}") from None
+    finally:
+        os.close(fd)
 
 
 def _decode(name: str, data: bytes) -> str:
@@ -165,6 +187,16 @@ def _numbers(where: str, fields: list[str], indices: Iterable[int]) -> list[int]
     return values
 
 
+def _within(where: str, what: str, value: int, low: int, high: int) -> int:
+    """`value`, if low <= value <= high; else one line naming the place and the field."""
+    if not low <= value <= high:
+        if value < 0 <= low:
+            raise InvalidInput(f"{where}: {what} must not be negative, got {value}")
+        shown = value if abs(value) < 10**18 else f"{'more' if value > 0 else 'less'} than 10^18"
+        raise InvalidInput(f"{where}: {what} must be between {low:,} and {high:,}, got {shown}")
+    return value
+
+
 # --- SWF ---------------------------------------------------------------------------------
 
 _SWF_USED = (0, 1, 3, 4, 7, 8)  # job id, submit, run, allocated procs, requested procs, time
@@ -175,7 +207,7 @@ def _load_swf(name: str, lines: list[str], estimates: str, memory_mib: int) -> T
     capacity = Capacity(cpus=1, memory_mib=memory_mib, disk_mib=0)
     use_requested = estimates == "requested"
     best_effort = LeaseType.BE
-    header: dict[str, int] = {}
+    header: dict[str, tuple[int, int]] = {}  # key: (value, line)
     requests: list[LeaseRequest] = []
     append = requests.append
     skipped = killed = 0
@@ -184,7 +216,7 @@ def _load_swf(name: str, lines: list[str], estimates: str, memory_mib: int) -> T
         if not fields:
             continue
         if fields[0][0] == ";":
-            _read_swf_header(line, header)
+            _read_swf_header(line, lineno, header)
             continue
         if len(fields) != SWF_FIELDS:
             raise InvalidInput(
@@ -217,6 +249,13 @@ def _load_swf(name: str, lines: list[str], estimates: str, memory_mib: int) -> T
                 killed += 1  # the scheduler would have killed it at its requested time
         else:
             duration = run
+        if (nodes > MAX_NODES or duration > MAX_DURATION_S or not -MAX_TIME <= submit <= MAX_TIME
+                or not -MAX_ID <= job <= MAX_ID):
+            where = f"{name}:{lineno}"
+            _within(where, "job number (field 1)", job, -MAX_ID, MAX_ID)
+            _within(where, "submit time (field 2)", submit, -MAX_TIME, MAX_TIME)
+            _within(where, "processors (field 5 or 8)", nodes, 1, MAX_NODES)
+            _within(where, "run time (field 4 or 9)", duration, 1, MAX_DURATION_S)
         append(
             LeaseRequest(
                 id=job,
@@ -231,7 +270,13 @@ def _load_swf(name: str, lines: list[str], estimates: str, memory_mib: int) -> T
             )
         )
     requests.sort(key=_by_submit)
-    site_nodes = header.get("MaxNodes") or header.get("MaxProcs")
+    site_nodes = None
+    for key in ("MaxNodes", "MaxProcs"):
+        if key in header:
+            site_nodes, lineno = header[key]
+            # Checked before a single host is made: a MaxProcs of 1e30 must not allocate.
+            _within(f"{name}:{lineno}", f"{key} (hosts to simulate)", site_nodes, 1, MAX_NODES)
+            break
     return Trace(
         path=name,
         format="swf",
@@ -244,8 +289,9 @@ def _load_swf(name: str, lines: list[str], estimates: str, memory_mib: int) -> T
     )
 
 
-def _read_swf_header(line: str, header: dict[str, int]) -> None:
-    """Record `; MaxNodes: N` and `; MaxProcs: N`; other comments are ignored."""
+def _read_swf_header(line: str, lineno: int, header: dict[str, tuple[int, int]]) -> None:
+    """Record `; MaxNodes: N` and `; MaxProcs: N` with their line; other comments are
+    ignored."""
     key, colon, value = line.lstrip()[1:].partition(":")
     key = key.strip()
     if not colon or key not in ("MaxNodes", "MaxProcs"):
@@ -254,7 +300,7 @@ def _read_swf_header(line: str, header: dict[str, int]) -> None:
     number = _number(words[0]) if words else None
     # SWF writes -1 for unknown; an unknown size leaves the site size to the caller.
     if number is not None and number > 0:
-        header[key] = number
+        header[key] = (number, lineno)
 
 
 # --- Haizea line format ------------------------------------------------------------------
@@ -278,6 +324,14 @@ def _load_line_format(name: str, lines: list[str]) -> Trace:
             raise InvalidInput(f"{where}: duration must be positive, got {duration}")
         if nodes <= 0:
             raise InvalidInput(f"{where}: node count must be positive, got {nodes}")
+        _within(where, "submit time", submit, -MAX_TIME, MAX_TIME)
+        _within(where, "start time", start, -MAX_TIME, MAX_TIME)
+        _within(where, "duration", duration, 1, MAX_DURATION_S)
+        _within(where, "node count", nodes, 1, MAX_NODES)
+        _within(where, "cpu", cpu, 0, MAX_CPUS)
+        _within(where, "memory", memory, 0, MAX_MEMORY_MIB)
+        _within(where, "disk", disk, 0, MAX_DISK_MIB)
+        _within(where, "image size", image_size, 0, MAX_DISK_MIB)
         # Only -1 means best-effort: two of the injected Blue files hold ARs with a start
         # before the trace begins, which the scheduler (not the reader) must reject.
         best_effort = start == -1
@@ -374,6 +428,7 @@ def _xml_request(name: str, element: _Element, index: int, memory_mib: int) -> L
     arrival = _time(name, element, "arrival")
     lease = _required(name, element, "lease")
     lease_id = _int_attr(name, lease, "id") if "id" in lease.attrs else index
+    _within(f"{name}:{lease.line}", "id", lease_id, -MAX_ID, MAX_ID)
     preemptible = _bool_attr(name, lease, "preemptible")
     nodes, capacity, other = _node_sets(name, _required(name, lease, "nodes"), memory_mib)
 
@@ -395,6 +450,7 @@ def _xml_request(name: str, element: _Element, index: int, memory_mib: int) -> L
     duration = _time(name, duration_element, "time")
     if duration <= 0:
         raise InvalidInput(f"{name}:{duration_element.line}: duration must be positive")
+    _within(f"{name}:{duration_element.line}", "duration", duration, 1, MAX_DURATION_S)
     # Haizea writes <realduration> beside <lease>; accept it inside <lease> too.
     real_element = element.child("realduration")
     if real_element is None:
@@ -407,6 +463,7 @@ def _xml_request(name: str, element: _Element, index: int, memory_mib: int) -> L
     if disk_image is not None:
         image = _str_attr(name, disk_image, "id")
         image_size = _int_attr(name, disk_image, "size") if "size" in disk_image.attrs else 0
+        _within(f"{name}:{disk_image.line}", "size", image_size, 0, MAX_DISK_MIB)
 
     return LeaseRequest(
         id=lease_id,
@@ -440,9 +497,9 @@ def _node_sets(name: str, nodes: _Element, memory_mib: int) -> tuple[int, Capaci
         count = _int_attr(name, node_set, "numnodes")
         if count <= 0:
             raise InvalidInput(f"{name}:{node_set.line}: numnodes must be positive, got {count}")
+        _within(f"{name}:{node_set.line}", "numnodes", count, 1, MAX_NODES)
         resources = {
-            _str_attr(name, res, "type"): _int_attr(name, res, "amount")
-            for res in node_set.all("res")
+            _str_attr(name, res, "type"): _res_amount(name, res) for res in node_set.all("res")
         }
         if first is None:
             first = resources
@@ -453,6 +510,7 @@ def _node_sets(name: str, nodes: _Element, memory_mib: int) -> tuple[int, Capaci
                 f"({resources} vs {first})"
             )
         total += count
+        _within(f"{name}:{node_set.line}", "numnodes (all node-sets)", total, 1, MAX_NODES)
     assert first is not None  # node_sets is not empty
     other = dict(first)
     cpu = other.pop("CPU", CPU_UNIT)
@@ -462,6 +520,18 @@ def _node_sets(name: str, nodes: _Element, memory_mib: int) -> tuple[int, Capaci
         disk_mib=other.pop("Disk", 0),
     )
     return total, capacity, other
+
+
+# The most of each resource one node may ask for (CPU in percent of a processor).
+_RES_LIMITS = {"CPU": MAX_CPUS * CPU_UNIT, "Memory": MAX_MEMORY_MIB, "Disk": MAX_DISK_MIB}
+
+
+def _res_amount(name: str, res: _Element) -> int:
+    """A <res amount=...>: not negative, and within the limit of its type."""
+    amount = _int_attr(name, res, "amount")
+    kind = res.attrs.get("type", "")
+    return _within(f"{name}:{res.line}", f"{kind or 'res'} amount", amount, 0,
+                   _RES_LIMITS.get(kind, MAX_MEMORY_MIB))
 
 
 def _required(name: str, parent: _Element, tag: str) -> _Element:
@@ -504,7 +574,7 @@ def _time(name: str, element: _Element, attr: str) -> int:
         raise InvalidInput(
             f"{name}:{element.line}: {attr}={text!r} is not a time (HH:MM:SS or DD:HH:MM:SS)"
         )
-    return seconds
+    return _within(f"{name}:{element.line}", attr, seconds, 0, MAX_TIME)
 
 
 def _seconds(text: str) -> int | None:
