@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cloudctl.domain import STEP_STARTED
 from cloudctl.errors import BackendError, Conflict, NotFound
 from cloudctl.store.records import (
     CloudRecord,
@@ -223,9 +224,10 @@ _HOST_COLUMNS = ("name, cpus, memory_mib, disk_mib, driver, uri, enabled, status
 _IMAGE_COLUMNS = "name, path, format, size_bytes, sha256, added_at, id, boot, source"
 _CLOUD_COLUMNS = ("name, type, region, endpoint, profile, budget_per_month, catalogue, options, "
                   "enabled, added_at, id")
-# Which live leases `LeaseTable.around` takes, by their reservation `r` (NULLs when none); a run
-# on a public cloud holds no host.
-_AROUND = ("(r.lease_id IS NULL OR r.step > 0 OR r.start <= :now "
+# Which live leases `LeaseTable.around` takes, by their reservation `r` (NULLs when none): begun
+# (a phase carried out), due, overlapping, holding the suspend channel, or on a public cloud
+# (a run there holds no host).
+_AROUND = (f"(r.lease_id IS NULL OR r.step >= {STEP_STARTED} OR r.start <= :now "
            "OR (r.start < :end AND r.end > :start) OR r.channel != '[]' OR r.hosts = '[]')")
 _INSTANCE_COLUMNS = ("cloud, lease_id, vm, client_token, instance_id, instance_type, "
                      "price_per_hour, state, launched_at, ended_at, private_ip, public_ip, "
