@@ -15,6 +15,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -126,9 +128,9 @@ def test_ctrl_c_interrupts_the_wait_for_a_silent_host(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch,
                                                       silent: SilentListener) -> None:
     cli = bounded_cli(tmp_path, monkeypatch, connect_timeout=120)
-    command = shutil.which("cloudctl", path=str(Path(os.sys.executable).parent))
+    command = shutil.which("cloudctl", path=str(Path(sys.executable).parent))
     assert command is not None
-    child = subprocess.Popen([command, "host", "add", "silent", "--cpus", 1, "--memory", 512,
+    child = subprocess.Popen([command, "host", "add", "silent", "--cpus", "1", "--memory", "512",
                               "--driver", "qemu", "--uri",
                               f"qemu+tcp://127.0.0.1:{silent.port}/system"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -180,7 +182,7 @@ def test_connection_options_are_checked(options: dict[str, object]) -> None:
 # -- a daemon that stops answering once connected ------------------------------------------
 
 @pytest.fixture
-def private_libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+def private_libvirtd() -> Iterator[tuple[str, int]]:
     """A libvirtd of this test alone, as an unprivileged user (a session daemon: its own
     socket and run directory, never the machine's); (its test-driver URI, its pid)."""
     libvirtd = shutil.which("libvirtd") or "/usr/sbin/libvirtd"
@@ -188,7 +190,8 @@ def private_libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         pytest.skip("libvirtd is not installed (scripts/real-libvirt.sh install)")
     if os.geteuid() != 0:
         pytest.skip("needs root to run libvirtd as another user")
-    base = tmp_path_factory.mktemp("libvirtd")
+    # Not under pytest's tmp dirs: they are root's only, and the daemon runs as nobody.
+    base = Path(tempfile.mkdtemp(prefix="cloudctl-test-libvirtd-"))
     os.chmod(base, 0o755)
     for name in ("home", "run", "config"):
         (base / name).mkdir()
@@ -215,6 +218,7 @@ def private_libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         except subprocess.TimeoutExpired:
             daemon.kill()
             daemon.wait()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_keepalive_fails_a_call_to_a_daemon_that_stops_answering(
