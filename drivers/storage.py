@@ -283,14 +283,15 @@ class RemoteStorage:
     def check(self) -> list[str]:
         """Connect and read the cache: a host we cannot reach is refused when added, and put
         in error by a tick (a changed host key, say). Removes the temporaries writers that
-        died left in its disks directory; the names removed."""
+        died left in its disks and saves directories; the names removed."""
         self.cache.contents()
         removed = []
-        now = time.time()
-        for found in self.files.listdir(self.disks):
-            if _REMOTE_TEMP.match(found.name) and now - found.mtime > STALE_REMOTE_TEMP_S:
-                self.files.remove(f"{self.disks}/{found.name}")
-                removed.append(found.name)
+        now = time.time()  # the host's clock may differ: the margin is ten minutes
+        for directory in (self.disks, self.saves):
+            for found in self.files.listdir(directory):
+                if _REMOTE_TEMP.match(found.name) and now - found.mtime > STALE_REMOTE_TEMP_S:
+                    self.files.remove(f"{directory}/{found.name}")
+                    removed.append(found.name)
         return removed
 
     def disk_path(self, vm_name: str, fmt: str) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cloudctl.drivers.libvirt import LibvirtDriver, bounded_uri, ConnectionBounds
+from cloudctl.drivers.libvirt import ConnectionBounds, LibvirtDriver, bounded_uri
 from test_cli_ops import Cli
 
 from cloudctl.errors import BackendError, InvalidInput

@@ -12,7 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from cloudctl.drivers.storage import LocalStorage, make_disk, remove_dead_temporaries
+from cloudctl.drivers.storage import (
+    STALE_REMOTE_TEMP_S,
+    LocalStorage,
+    make_disk,
+    remove_dead_temporaries,
+)
+from sshd import SSHTestHost
 from test_cli_ops import Cli
 
 MIB = 1 << 20
@@ -155,3 +161,30 @@ def test_only_dead_writers_temporaries_are_removed(tmp_path: Path) -> None:
     assert sorted(removed) == sorted([names[0], names[2]])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:2] + names[3:])
     assert remove_dead_temporaries(tmp_path / "missing") == []
+
+
+def test_an_ssh_hosts_stale_temporaries_are_removed_by_a_tick(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ssh_hosts: list[SSHTestHost]) -> None:
+    host = ssh_hosts[0]
+    cli = Cli(tmp_path, monkeypatch)
+    cli("init")
+    cli("host", "add", "far", "--cpus", 4, "--memory", 8192, "--ssh", host.target,
+        "--image-dir", host.image_dir, "--key-file", host.key_file,
+        "--known-hosts", host.known_hosts)
+    root = Path(host.image_dir).parent
+    old = time.time() - STALE_REMOTE_TEMP_S - 60
+    stale = [root / "disks" / ".cloudctl-9-0.tmp", root / "saves" / ".x.save.part-0badc0de"]
+    fresh = root / "disks" / ".cloudctl-9-1.tmp"  # maybe another store's copy in progress
+    for path in [*stale, fresh]:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"partial")
+    for path in stale:
+        os.utime(path, (old, old))
+    cli("tick")
+    assert [p for p in stale if p.exists()] == [] and fresh.exists()
+    assert host_status(cli) == "ok"
+
+
+def host_status(cli: Cli) -> str:
+    (host,) = cli.json("host", "list", "--no-probe")
+    return str(host["status"])
