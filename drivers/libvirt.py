@@ -648,7 +648,7 @@ def ssh_wrapper(bounds: ConnectionBounds) -> Path:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         owner = directory.lstat()
         if owner.st_uid != os.getuid() or owner.st_mode & 0o022:
-            raise InvalidInput(f"{directory} is writable by others: cloudctl will not run "
+            raise BackendError(f"{directory} is writable by others: cloudctl will not run "
                                "programs from it")
         if not path.is_file() or path.read_text() != text:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -658,7 +658,7 @@ def ssh_wrapper(bounds: ConnectionBounds) -> Path:
             os.chmod(tmp, 0o700)
             os.replace(tmp, path)
     except OSError as exc:
-        raise InvalidInput(f"cannot write the ssh wrapper {path}: {exc.strerror}") from exc
+        raise BackendError(f"cannot write the ssh wrapper {path}: {exc.strerror}") from exc
     return path
 
 

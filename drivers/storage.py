@@ -100,10 +100,10 @@ def _alive(pid: int) -> bool:
         return True  # this process may be writing it now
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or a PID no process can have
         return False
-    except (PermissionError, OverflowError):
-        return pid < 2**22  # another user's live process (or a PID no process can have)
+    except PermissionError:  # another user's live process
+        return True
     return True
 
 

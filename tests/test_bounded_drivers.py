@@ -242,3 +242,36 @@ def test_keepalive_fails_a_call_to_a_daemon_that_stops_answering(
     assert message.startswith(f"{uri}: list domains: ") and "keepalive" in message, message
     assert "\n" not in message
     assert seconds < 1 * (2 + 1) + 5
+
+
+def test_a_tick_on_a_stopped_daemon_is_bounded_and_ctrl_c_ends_it_with_130(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        private_libvirtd: tuple[str, int]) -> None:
+    """A tick whose host's daemon stopped answering puts the host in error within the
+    connect timeout; Ctrl-C during that wait ends the tick with 130, never a SystemError."""
+    uri, pid = private_libvirtd
+    cli = bounded_cli(tmp_path, monkeypatch)
+    cli("host", "add", "lazy", "--cpus", 1, "--memory", 512, "--driver", "qemu", "--uri", uri)
+    os.kill(pid, signal.SIGSTOP)  # our own child
+    try:
+        started = time.monotonic()
+        done = cli.process("tick")
+        seconds = time.monotonic() - started
+        (host,) = cli.json("host", "list", "--no-probe")
+        command = shutil.which("cloudctl", path=str(Path(sys.executable).parent))
+        assert command is not None
+        child = subprocess.Popen([command, "tick"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, **cli.env})
+        time.sleep(1.0)  # most likely inside the wait for the daemon
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    print(f"tick against a stopped daemon: exit {done.returncode} after {seconds:.2f} s")
+    assert seconds < CONNECT_TIMEOUT + 8, done.stderr
+    assert host["status"] == "error", host
+    assert host["status_reason"] == (f"host lazy stopped answering: {uri}: connect: no answer "
+                                     f"within {CONNECT_TIMEOUT} s"), host
+    assert child.returncode == 130, stderr
+    assert "SystemError" not in stderr and "Traceback" not in stderr
