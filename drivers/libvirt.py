@@ -18,6 +18,7 @@ seconds.
 from __future__ import annotations
 
 import fcntl
+import functools
 import math
 import os
 import re
@@ -25,10 +26,10 @@ import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cloudctl.drivers.base import HostInfo, VMSpec, VMState, VMStats
 
@@ -138,6 +139,39 @@ def domain_xml(spec: VMSpec, domain_type: str) -> str:
         ET.SubElement(serial, "target", port="0")
     ET.SubElement(devices, "memballoon", model="none")
     return xml_text(dom)
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+_in_call = threading.local()
+
+
+def interruptible(method: Method) -> Method:
+    """Run a public driver call of a remote libvirt in a worker thread while the caller waits:
+    a call in flight inside libvirt cannot see a SIGINT, its caller's wait can (the call
+    itself ends by keep-alive at the latest). The in-process test driver is called directly."""
+
+    @functools.wraps(method)
+    def call(self: LibvirtDriver, *args: Any, **kwargs: Any) -> Any:
+        if self.uri.startswith("test:///") or getattr(_in_call, "active", False):
+            return method(self, *args, **kwargs)
+        done, outcome = threading.Event(), {}
+
+        def work() -> None:
+            _in_call.active = True
+            try:
+                outcome["result"] = method(self, *args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name=f"libvirt-{method.__name__}", daemon=True).start()
+        done.wait()  # KeyboardInterrupt leaves the worker to end by itself
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    return call  # type: ignore[return-value]
 
 
 class LibvirtDriver:
@@ -267,6 +301,7 @@ class LibvirtDriver:
 
     # -- the HypervisorDriver protocol ------------------------------------------------------
 
+    @interruptible
     def host_info(self) -> HostInfo:
         with self._session(mutates=False), self._errors("host info"):
             conn = self._connection()
@@ -275,6 +310,7 @@ class LibvirtDriver:
                             free_memory_mib=self._free_memory_mib(int(memory_mib)),
                             running_vms=int(conn.numOfDomains()))
 
+    @interruptible
     def create(self, spec: VMSpec) -> None:
         with self._session(mutates=True), self._errors(f"create {spec.name}"):
             dom = self._lookup(spec.name)
@@ -286,6 +322,7 @@ class LibvirtDriver:
             elif not self._is_active(dom):
                 dom.create()
 
+    @interruptible
     def suspend(self, name: str, path: str) -> None:
         with self._session(mutates=True), self._errors(f"suspend {name}"):
             dom = self._lookup(name)
@@ -297,6 +334,7 @@ class LibvirtDriver:
                                  f"domain is {what} and there is no saved image at {path}")
             dom.save(path)
 
+    @interruptible
     def resume(self, name: str, path: str, disk_path: str | None = None) -> None:
         import libvirt
 
@@ -343,6 +381,7 @@ class LibvirtDriver:
         source.set("file", disk_path)
         conn.saveImageDefineXML(path, ET.tostring(dom, encoding="unicode"), 0)
 
+    @interruptible
     def shutdown(self, name: str, grace_s: float = 30.0) -> None:
         with self._session(mutates=True), self._errors(f"shutdown {name}"):
             dom = self._lookup(name)
@@ -374,6 +413,7 @@ class LibvirtDriver:
         if self._is_active(dom):
             self._hard_stop(dom)
 
+    @interruptible
     def destroy(self, name: str) -> None:
         with self._session(mutates=True), self._errors(f"destroy {name}"):
             dom = self._lookup(name)
@@ -383,12 +423,14 @@ class LibvirtDriver:
                 self._hard_stop(dom)
             self._undefine(dom)
 
+    @interruptible
     def state(self, name: str) -> VMState:
         with self._session(mutates=False), self._errors(f"state {name}"):
             dom = self._lookup(name)
             native = None if dom is None else self._native_state(dom)
             return VMState.MISSING if native is None else map_state(native)
 
+    @interruptible
     def list_vms(self, prefix: str = "cloudctl-") -> dict[str, VMState]:
         with self._session(mutates=False), self._errors("list domains"):
             found: dict[str, VMState] = {}
@@ -398,6 +440,7 @@ class LibvirtDriver:
                     found[dom.name()] = map_state(native)
             return found
 
+    @interruptible
     def stats(self, name: str) -> VMStats:
         with self._session(mutates=False), self._errors(f"stats {name}"):
             dom = self._lookup(name)
@@ -451,6 +494,7 @@ class QemuDriver(LibvirtDriver):
     def default_uri(cls, host_name: str, cpus: int, memory_mib: int, state_dir: Path) -> str:
         return "qemu:///system"
 
+    @interruptible
     def migrate(self, name: str, dest_uri: str, live: bool = True) -> None:
         """Move the active domain `name` to the libvirtd at `dest_uri`: defined there, undefined
         here. `live` keeps the guest running during the copy (else it is paused meanwhile).

@@ -74,27 +74,30 @@ def bounded_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     cli = Cli(tmp_path, monkeypatch)
     cli("init")
     with open(tmp_path / "config.toml", "a") as config:
-        config.write(f"\n[drivers.qemu]\nconnect_timeout = {connect_timeout}\n")
+        for driver in ("qemu", "xen"):
+            config.write(f"\n[drivers.{driver}]\nconnect_timeout = {connect_timeout}\n")
     return cli
 
 
-def timed_host_add(cli: Cli, uri: str) -> tuple[subprocess.CompletedProcess[str], float]:
+def timed_host_add(cli: Cli, uri: str, driver: str = "qemu"
+                   ) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
     done = cli.process("host", "add", "silent", "--cpus", 1, "--memory", 512,
-                       "--driver", "qemu", "--uri", uri)
+                       "--driver", driver, "--uri", uri)
     return done, time.monotonic() - started
 
 
-@pytest.mark.parametrize("transport", ["ssh", "tcp"])
+@pytest.mark.parametrize(("driver", "transport"),
+                         [("qemu", "ssh"), ("qemu", "tcp"), ("xen", "ssh")])
 def test_a_silent_host_costs_a_bounded_time_and_one_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, silent: SilentListener,
-        transport: str) -> None:
-    """qemu+ssh: ssh itself gives up (its ConnectTimeout); qemu+tcp: libvirt's own protocol,
-    bounded by the worker thread's deadline."""
+        driver: str, transport: str) -> None:
+    """ssh: ssh itself is bounded too (its ConnectTimeout); tcp: libvirt's own protocol,
+    bounded by the worker thread's deadline alone."""
     cli = bounded_cli(tmp_path, monkeypatch)
-    uri = f"qemu+{transport}://{'root@' if transport == 'ssh' else ''}127.0.0.1:" \
+    uri = f"{driver}+{transport}://{'root@' if transport == 'ssh' else ''}127.0.0.1:" \
           f"{silent.port}/system"
-    done, seconds = timed_host_add(cli, uri)
+    done, seconds = timed_host_add(cli, uri, driver)
     print(f"host add {uri}: exit {done.returncode} after {seconds:.2f} s "
           f"(connect_timeout {CONNECT_TIMEOUT} s)")
     assert done.returncode == 5, done.stderr
@@ -275,3 +278,45 @@ def test_a_tick_on_a_stopped_daemon_is_bounded_and_ctrl_c_ends_it_with_130(
                                      f"within {CONNECT_TIMEOUT} s"), host
     assert child.returncode == 130, stderr
     assert "SystemError" not in stderr and "Traceback" not in stderr
+
+
+CALL_ON_GO = """
+import sys
+from cloudctl.drivers.libvirt import LibvirtDriver
+driver = LibvirtDriver(sys.argv[1], {"keepalive_interval": 60})
+driver.list_vms()
+print("connected", flush=True)
+sys.stdin.readline()
+try:
+    driver.list_vms()
+except KeyboardInterrupt:
+    sys.exit(130)
+sys.exit(0)
+"""
+
+
+def test_ctrl_c_interrupts_a_call_in_flight(private_libvirtd: tuple[str, int]) -> None:
+    """A call already sent to a daemon that stopped answering (keep-alive a minute away):
+    Ctrl-C ends the wait at once."""
+    uri, pid = private_libvirtd
+    child = subprocess.Popen([sys.executable, "-c", CALL_ON_GO, uri], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdin is not None and child.stdout is not None
+        assert child.stdout.readline() == "connected\n"
+        os.kill(pid, signal.SIGSTOP)  # our own child
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        time.sleep(0.5)
+        interrupted = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=30)
+        seconds = time.monotonic() - interrupted
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    print(f"SIGINT during a call in flight to exit: {seconds:.2f} s")
+    assert child.returncode == 130, stderr
+    assert seconds < 5
