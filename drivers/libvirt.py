@@ -663,7 +663,7 @@ def bounded_uri(uri: str, bounds: ConnectionBounds) -> str:
     `no_tty=1` (BatchMode: never a password prompt) and `command=` a wrapper that gives ssh a
     connect timeout (TCP, banner and key exchange) and a keep-alive, so that the ssh process
     itself ends when the host is silent. A URI that names its own `command` keeps it."""
-    scheme, sep, rest = uri.partition("://")
+    scheme, sep, _ = uri.partition("://")
     if not sep or scheme.partition("+")[2] != "ssh":
         return uri
     base, _, query = uri.partition("?")
