@@ -406,8 +406,11 @@ class LibvirtDriver:
                 next_request = time.monotonic() + 1.0
                 try:
                     dom.shutdown()
-                except libvirt.libvirtError:
-                    if self._is_active(dom):
+                except libvirt.libvirtError as exc:
+                    # "domain is not running": an earlier press is being acted on (the guest
+                    # is shutting down, its QEMU not gone yet), so the wait goes on.
+                    if (exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID
+                            and self._is_active(dom)):
                         raise
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         if self._is_active(dom):
