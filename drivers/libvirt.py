@@ -22,6 +22,7 @@ import functools
 import math
 import os
 import re
+import signal
 import threading
 import time
 import urllib.parse
@@ -143,6 +144,32 @@ def domain_xml(spec: VMSpec, domain_type: str) -> str:
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 _in_call = threading.local()
+# Signals a command acts on: never taken by a worker thread of ours, so that the kernel hands
+# them to the main thread, whose wait they interrupt.
+_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def start_worker(target: Callable[[], None], name: str) -> None:
+    """Run `target` in a daemon thread that has `_SIGNALS` blocked (from its first instruction:
+    a thread inherits the signal mask it is created with)."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def wait_for(done: threading.Event, timeout: float | None = None) -> bool:
+    """`done.wait(timeout)` in short slices: a signal another thread received (one not of
+    ours) is seen by this one within a slice."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+        if done.wait(max(0.0, left)):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
 
 
 def interruptible(method: Method) -> Method:
@@ -165,8 +192,8 @@ def interruptible(method: Method) -> Method:
             finally:
                 done.set()
 
-        threading.Thread(target=work, name=f"libvirt-{method.__name__}", daemon=True).start()
-        done.wait()  # KeyboardInterrupt leaves the worker to end by itself
+        start_worker(work, f"libvirt-{method.__name__}")
+        wait_for(done)  # KeyboardInterrupt leaves the worker to end by itself
         if "error" in outcome:
             raise outcome["error"]
         return outcome["result"]
@@ -595,7 +622,7 @@ def _start_event_loop() -> None:
             while True:
                 libvirt.virEventRunDefaultImpl()
 
-        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
+        start_worker(run, "libvirt-events")
         _event_loop_started = True
 
 
@@ -640,9 +667,9 @@ def _open_bounded(uri: str, timeout: float) -> Any:
                 outcome["conn"] = conn
             done.set()
 
-    threading.Thread(target=connect, name="libvirt-connect", daemon=True).start()
+    start_worker(connect, "libvirt-connect")
     try:
-        answered = done.wait(timeout)
+        answered = wait_for(done, timeout)
     finally:
         with lock:
             if not done.is_set():
