@@ -31,6 +31,13 @@ from cloudctl.errors import BackendError, InvalidInput
 CONNECT_TIMEOUT = 2
 
 
+def default_sigint() -> None:
+    """In a child: SIGINT as a foreground shell gives it. A test run in the background (or
+    under nohup) has SIGINT ignored, and a child would inherit that: Python would then never
+    raise KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class SilentListener:
     """Takes connections and never answers (holds them open until closed)."""
 
@@ -137,7 +144,7 @@ def test_ctrl_c_interrupts_the_wait_for_a_silent_host(tmp_path: Path,
                               "--driver", "qemu", "--uri",
                               f"qemu+tcp://127.0.0.1:{silent.port}/system"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, **cli.env})
+                             env={**os.environ, **cli.env}, preexec_fn=default_sigint)
     try:
         assert silent.accepted.wait(60), "the command never connected"
         time.sleep(0.3)  # inside the wait for libvirt's answer
@@ -265,7 +272,7 @@ def test_a_tick_on_a_stopped_daemon_is_bounded_and_ctrl_c_ends_it_with_130(
         assert command is not None
         child = subprocess.Popen([command, "tick"], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True,
-                                 env={**os.environ, **cli.env})
+                                 env={**os.environ, **cli.env}, preexec_fn=default_sigint)
         time.sleep(1.0)  # most likely inside the wait for the daemon
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=30)
@@ -300,7 +307,8 @@ def test_ctrl_c_interrupts_a_call_in_flight(private_libvirtd: tuple[str, int]) -
     Ctrl-C ends the wait at once."""
     uri, pid = private_libvirtd
     child = subprocess.Popen([sys.executable, "-c", CALL_ON_GO, uri], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=default_sigint)
     try:
         assert child.stdin is not None and child.stdout is not None
         assert child.stdout.readline() == "connected\n"
