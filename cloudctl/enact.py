@@ -131,9 +131,17 @@ class Enactor:
             if vm.host is not None:
                 by_host.setdefault(vm.host, {})[vm.name] = vm
         known = {vm.name for vm in vms}
+        checked: set[str] = set()  # storage locations that answered (local hosts share one)
         for host in hosts:
             try:
                 domains = self.pool.get(host).list_vms()
+                # A host answers when its storage does too: one whose SSH fails (a changed
+                # host key, say) is in error like a silent hypervisor. The check also removes
+                # the temporary files a killed command left there.
+                storage = self.pool.storage(host)
+                if storage.location not in checked:
+                    storage.check()
+                    checked.add(storage.location)
             except CloudctlError as error:
                 report.unreachable.append(f"{host.name}: {error}")
                 if host.status == HostStatus.OK:

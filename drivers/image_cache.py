@@ -198,10 +198,13 @@ class LocalFiles:
 
     def _copy(self, source: BinaryIO, total: int, path: str, progress: Progress | None = None,
               before_rename: Callable[[str], None] | None = None) -> int:
-        temp = temp_name(path)
+        # Named with this process's PID, so that one a killed process left is known as such
+        # (`storage.remove_dead_temporaries`); private from its first byte.
+        temp = temp_name(path, f"{os.getpid()}.")
         sent = 0
         try:
-            with open(temp, "wb") as out:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
                 while chunk := source.read(1 << 20):
                     out.write(chunk)
                     sent += len(chunk)

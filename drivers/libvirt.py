@@ -7,19 +7,30 @@ The test driver keeps its state in the memory of one process, while cloudctl is 
 every command is a new process. `TestDriver` therefore writes its domains, with their run
 states, back into the node file after each change and reloads it before each call, under a
 lock on a sibling file so that concurrent commands serialize.
+
+Every other connection is bounded (see `open_connection`): it opens in a worker thread within
+`connect_timeout` (the caller's wait is interruptible by SIGINT), libvirt's ssh transport gets
+ssh's own connect timeout and keep-alive, and once open, libvirt's keep-alive fails any call to
+a host or daemon that stops answering after about `keepalive_interval * (keepalive_count + 1)`
+seconds.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
+import math
 import os
 import re
+import signal
+import threading
 import time
+import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cloudctl.drivers.base import HostInfo, VMSpec, VMState, VMStats
 
@@ -43,6 +54,14 @@ NATIVE_STATES: dict[int, VMState] = {
     7: VMState.PAUSED,    # PMSUSPENDED: guest-initiated suspend to RAM
 }
 _PAUSED_NATIVE = (3, 7)
+
+
+# Options every libvirt driver takes (config table `[drivers.NAME]`), with their defaults: the
+# same 10 s per step that SSH hosts get, and a dead peer noticed within 20 s.
+CONNECT_TIMEOUT_S = 10.0
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 3
+CONNECTION_OPTIONS = frozenset({"connect_timeout", "keepalive_interval", "keepalive_count"})
 
 
 def map_state(native: int) -> VMState:
@@ -123,6 +142,65 @@ def domain_xml(spec: VMSpec, domain_type: str) -> str:
     return xml_text(dom)
 
 
+Method = TypeVar("Method", bound=Callable[..., Any])
+_in_call = threading.local()
+# Signals a command acts on: never taken by a worker thread of ours, so that the kernel hands
+# them to the main thread, whose wait they interrupt.
+_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def start_worker(target: Callable[[], None], name: str) -> None:
+    """Run `target` in a daemon thread that has `_SIGNALS` blocked (from its first instruction:
+    a thread inherits the signal mask it is created with)."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def wait_for(done: threading.Event, timeout: float | None = None) -> bool:
+    """`done.wait(timeout)` in short slices: a signal another thread received (one not of
+    ours) is seen by this one within a slice."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+        if done.wait(max(0.0, left)):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+
+
+def interruptible(method: Method) -> Method:
+    """Run a public driver call of a remote libvirt in a worker thread while the caller waits:
+    a call in flight inside libvirt cannot see a SIGINT, its caller's wait can (the call
+    itself ends by keep-alive at the latest). The in-process test driver is called directly."""
+
+    @functools.wraps(method)
+    def call(self: LibvirtDriver, *args: Any, **kwargs: Any) -> Any:
+        if self.uri.startswith("test:///") or getattr(_in_call, "active", False):
+            return method(self, *args, **kwargs)
+        done, outcome = threading.Event(), {}
+
+        def work() -> None:
+            _in_call.active = True
+            try:
+                outcome["result"] = method(self, *args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        start_worker(work, f"libvirt-{method.__name__}")
+        wait_for(done)  # KeyboardInterrupt leaves the worker to end by itself
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    return call  # type: ignore[return-value]
+
+
 class LibvirtDriver:
     """One libvirt connection (opened on first use) and the lifecycle every libvirt host shares."""
 
@@ -134,11 +212,13 @@ class LibvirtDriver:
     def __init__(self, uri: str, options: Mapping[str, object] | None = None) -> None:
         self.uri = uri
         self.options = dict(options or {})
-        unknown = sorted(set(self.options) - self.known_options)
+        known_options = self.known_options | CONNECTION_OPTIONS
+        unknown = sorted(set(self.options) - known_options)
         if unknown:
-            known = ", ".join(sorted(self.known_options)) or "none"
+            known = ", ".join(sorted(known_options))
             raise InvalidInput(f"{self.name} driver: unknown option(s) {', '.join(unknown)} "
                                f"(known: {known})")
+        self.bounds = ConnectionBounds.from_options(self.options, self.name)
         self._conn: Any = None
 
     @classmethod
@@ -160,15 +240,19 @@ class LibvirtDriver:
             yield
         except libvirt.libvirtError as exc:
             raise self._fail(operation, exc.get_error_message() or str(exc)) from exc
+        except Unanswered as exc:
+            raise self._fail(operation, str(exc)) from None
+        except SystemError as exc:
+            # Ctrl-C during a libvirt call surfaces, when the call fails, as "returned a
+            # result with an exception set" around the KeyboardInterrupt: it is the interrupt.
+            if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            raise
 
     def _connection(self) -> Any:
         if self._conn is None:
-            import libvirt
-
-            # libvirt prints every error to stderr by default; ours go through BackendError.
-            libvirt.registerErrorHandler(lambda *_: None, None)
             with self._errors("connect"):
-                self._conn = libvirt.open(self.uri)
+                self._conn = open_connection(self.uri, self.bounds)
         return self._conn
 
     @contextmanager
@@ -244,6 +328,7 @@ class LibvirtDriver:
 
     # -- the HypervisorDriver protocol ------------------------------------------------------
 
+    @interruptible
     def host_info(self) -> HostInfo:
         with self._session(mutates=False), self._errors("host info"):
             conn = self._connection()
@@ -252,6 +337,7 @@ class LibvirtDriver:
                             free_memory_mib=self._free_memory_mib(int(memory_mib)),
                             running_vms=int(conn.numOfDomains()))
 
+    @interruptible
     def create(self, spec: VMSpec) -> None:
         with self._session(mutates=True), self._errors(f"create {spec.name}"):
             dom = self._lookup(spec.name)
@@ -263,6 +349,7 @@ class LibvirtDriver:
             elif not self._is_active(dom):
                 dom.create()
 
+    @interruptible
     def suspend(self, name: str, path: str) -> None:
         with self._session(mutates=True), self._errors(f"suspend {name}"):
             dom = self._lookup(name)
@@ -274,6 +361,7 @@ class LibvirtDriver:
                                  f"domain is {what} and there is no saved image at {path}")
             dom.save(path)
 
+    @interruptible
     def resume(self, name: str, path: str, disk_path: str | None = None) -> None:
         import libvirt
 
@@ -320,6 +408,7 @@ class LibvirtDriver:
         source.set("file", disk_path)
         conn.saveImageDefineXML(path, ET.tostring(dom, encoding="unicode"), 0)
 
+    @interruptible
     def shutdown(self, name: str, grace_s: float = 30.0) -> None:
         with self._session(mutates=True), self._errors(f"shutdown {name}"):
             dom = self._lookup(name)
@@ -344,13 +433,17 @@ class LibvirtDriver:
                 next_request = time.monotonic() + 1.0
                 try:
                     dom.shutdown()
-                except libvirt.libvirtError:
-                    if self._is_active(dom):
+                except libvirt.libvirtError as exc:
+                    # "domain is not running": an earlier press is being acted on (the guest
+                    # is shutting down, its QEMU not gone yet), so the wait goes on.
+                    if (exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID
+                            and self._is_active(dom)):
                         raise
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         if self._is_active(dom):
             self._hard_stop(dom)
 
+    @interruptible
     def destroy(self, name: str) -> None:
         with self._session(mutates=True), self._errors(f"destroy {name}"):
             dom = self._lookup(name)
@@ -360,12 +453,14 @@ class LibvirtDriver:
                 self._hard_stop(dom)
             self._undefine(dom)
 
+    @interruptible
     def state(self, name: str) -> VMState:
         with self._session(mutates=False), self._errors(f"state {name}"):
             dom = self._lookup(name)
             native = None if dom is None else self._native_state(dom)
             return VMState.MISSING if native is None else map_state(native)
 
+    @interruptible
     def list_vms(self, prefix: str = "cloudctl-") -> dict[str, VMState]:
         with self._session(mutates=False), self._errors("list domains"):
             found: dict[str, VMState] = {}
@@ -375,6 +470,7 @@ class LibvirtDriver:
                     found[dom.name()] = map_state(native)
             return found
 
+    @interruptible
     def stats(self, name: str) -> VMStats:
         with self._session(mutates=False), self._errors(f"stats {name}"):
             dom = self._lookup(name)
@@ -428,6 +524,7 @@ class QemuDriver(LibvirtDriver):
     def default_uri(cls, host_name: str, cpus: int, memory_mib: int, state_dir: Path) -> str:
         return "qemu:///system"
 
+    @interruptible
     def migrate(self, name: str, dest_uri: str, live: bool = True) -> None:
         """Move the active domain `name` to the libvirtd at `dest_uri`: defined there, undefined
         here. `live` keeps the guest running during the copy (else it is paused meanwhile).
@@ -436,8 +533,13 @@ class QemuDriver(LibvirtDriver):
 
         operation = f"migrate {name} to {dest_uri}"
         with self._session(mutates=True), self._errors(operation):
-            here_conn = self._connection()  # first: it also silences libvirt's stderr
-            dest = libvirt.open(dest_uri)
+            here_conn = self._connection()
+            try:
+                dest = open_connection(dest_uri, self.bounds)
+            except (libvirt.libvirtError, Unanswered) as exc:
+                message = (exc.get_error_message() if isinstance(exc, libvirt.libvirtError)
+                           else None) or str(exc)
+                raise self._fail(operation, f"connect to {dest_uri}: {message}") from exc
             try:
                 if _host_uuid(dest) == _host_uuid(here_conn):
                     # Else the domain "there" would be this very one, and a no-op a lie.
@@ -463,6 +565,175 @@ class QemuDriver(LibvirtDriver):
                     dest.close()
                 except libvirt.libvirtError:
                     pass
+
+
+# -- bounded connections ---------------------------------------------------------------------
+
+class ConnectionBounds:
+    """How long a connection may take to open, and its keep-alive once open."""
+
+    def __init__(self, connect_timeout: float = CONNECT_TIMEOUT_S,
+                 keepalive_interval: int = KEEPALIVE_INTERVAL_S,
+                 keepalive_count: int = KEEPALIVE_COUNT) -> None:
+        self.connect_timeout = connect_timeout
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_count = keepalive_count
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, object], driver: str) -> ConnectionBounds:
+        def number(key: str, default: float, integer: bool) -> Any:
+            value = options.get(key, default)
+            try:
+                parsed = float(value)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                parsed = math.nan
+            if (isinstance(value, bool) or not math.isfinite(parsed) or parsed <= 0
+                    or (integer and parsed != int(parsed))):
+                kind = "a whole number" if integer else "a number of seconds"
+                raise InvalidInput(f"{driver} driver: {key} must be {kind} above 0, "
+                                   f"not {value!r}")
+            return int(parsed) if integer else parsed
+
+        return cls(number("connect_timeout", CONNECT_TIMEOUT_S, False),
+                   number("keepalive_interval", KEEPALIVE_INTERVAL_S, True),
+                   number("keepalive_count", KEEPALIVE_COUNT, True))
+
+
+class Unanswered(Exception):
+    """A libvirt connection did not open in time."""
+
+
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+
+def _start_event_loop() -> None:
+    """libvirt's keep-alive needs an event loop: registered before the first remote connection
+    opens, and run in a daemon thread for the life of the process."""
+    global _event_loop_started
+    import libvirt
+
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        start_worker(run, "libvirt-events")
+        _event_loop_started = True
+
+
+def open_connection(uri: str, bounds: ConnectionBounds) -> Any:
+    """A libvirt connection to `uri` (raises libvirtError, or Unanswered after
+    `bounds.connect_timeout`). The in-process test driver opens at once; any other connection
+    opens in a worker thread and gets libvirt's keep-alive."""
+    import libvirt
+
+    # libvirt prints every error to stderr by default; ours go through BackendError.
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    if uri.startswith("test:///"):
+        return libvirt.open(uri)
+    _start_event_loop()
+    conn = _open_bounded(bounded_uri(uri, bounds), bounds.connect_timeout)
+    try:
+        conn.setKeepAlive(bounds.keepalive_interval, bounds.keepalive_count)
+    except libvirt.libvirtError:
+        conn.close()
+        raise
+    return conn
+
+
+def _open_bounded(uri: str, timeout: float) -> Any:
+    """libvirt.open(uri) in a worker thread; this thread waits at most `timeout` (a SIGINT
+    interrupts the wait). A connection that opens after its caller gave up is closed."""
+    import libvirt
+
+    lock, done = threading.Lock(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            conn = libvirt.open(uri)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            conn, outcome["error"] = None, exc
+        with lock:
+            if outcome.get("abandoned"):
+                if conn is not None:
+                    _close_quietly(conn)
+            else:
+                outcome["conn"] = conn
+            done.set()
+
+    start_worker(connect, "libvirt-connect")
+    try:
+        answered = wait_for(done, timeout)
+    finally:
+        with lock:
+            if not done.is_set():
+                outcome["abandoned"] = True  # on time out, and on KeyboardInterrupt
+    if not answered:
+        raise Unanswered(f"no answer within {timeout:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["conn"]
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - nobody is waiting for this connection any more
+        pass
+
+
+def bounded_uri(uri: str, bounds: ConnectionBounds) -> str:
+    """`uri` with ssh's own bounds for libvirt's ssh transport (`qemu+ssh://`, `xen+ssh://`):
+    `no_tty=1` (BatchMode: never a password prompt) and `command=` a wrapper that gives ssh a
+    connect timeout (TCP, banner and key exchange) and a keep-alive, so that the ssh process
+    itself ends when the host is silent. A URI that names its own `command` keeps it."""
+    scheme, sep, _ = uri.partition("://")
+    if not sep or scheme.partition("+")[2] != "ssh":
+        return uri
+    base, _, query = uri.partition("?")
+    params = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    names = {name for name, _ in params}
+    if "no_tty" not in names:
+        params.append(("no_tty", "1"))
+    if "command" not in names:
+        params.append(("command", str(ssh_wrapper(bounds))))
+    return f"{base}?{urllib.parse.urlencode(params, safe='/')}"
+
+
+def ssh_wrapper(bounds: ConnectionBounds) -> Path:
+    """An executable that runs ssh with a connect timeout and keep-alive (libvirt's `command`
+    names one program, no arguments; the environment it passes does not reach ssh's options).
+    Written once per set of values, in a directory only this user can write."""
+    timeout = max(1, math.ceil(bounds.connect_timeout))
+    interval, count = bounds.keepalive_interval, bounds.keepalive_count
+    directory = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cloudctl"
+    path = directory / f"libvirt-ssh-{timeout}-{interval}-{count}"
+    text = ("#!/bin/sh\n"
+            "# Written by cloudctl: libvirt's ssh transport, bounded (drivers/libvirt.py).\n"
+            f"exec ssh -o ConnectTimeout={timeout} -o ServerAliveInterval={interval} "
+            f"-o ServerAliveCountMax={count} \"$@\"\n")
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        owner = directory.lstat()
+        if owner.st_uid != os.getuid() or owner.st_mode & 0o022:
+            raise BackendError(f"{directory} is writable by others: cloudctl will not run "
+                               "programs from it")
+        if not path.is_file() or path.read_text() != text:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+            with os.fdopen(fd, "w") as out:
+                out.write(text)
+            os.chmod(tmp, 0o700)
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise BackendError(f"cannot write the ssh wrapper {path}: {exc.strerror}") from exc
+    return path
 
 
 def _remote(uri: str) -> bool:
@@ -556,6 +827,7 @@ class TestDriver(LibvirtDriver):
                                "(its state is kept in that file)")
         self.node_file = Path(path)
         self._depth = 0
+        self._swept = False
 
     @classmethod
     def default_uri(cls, host_name: str, cpus: int, memory_mib: int, state_dir: Path) -> str:
@@ -595,6 +867,8 @@ class TestDriver(LibvirtDriver):
             raise self._fail("lock", f"{exc.strerror}: {exc.filename}") from exc
         self._depth += 1
         try:
+            if not self._swept:
+                self._remove_dead_temporaries()
             # Another process may have changed the file: reconnecting re-reads it (~0.1 ms).
             self.close()
             self._connection()
@@ -607,6 +881,13 @@ class TestDriver(LibvirtDriver):
         finally:
             self._depth -= 1
             os.close(lock_fd)
+
+    def _remove_dead_temporaries(self) -> None:
+        """Every write of the node file goes through a temporary under the exclusive lock: while
+        this process holds the lock, any temporary there is one a killed process left."""
+        self._swept = True
+        for leftover in self.node_file.parent.glob(f".{self.node_file.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
 
     def _persist(self) -> None:
         """Write every domain, with its run state, back into the node file."""

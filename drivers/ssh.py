@@ -401,6 +401,7 @@ class SSHConnection:
               progress: Progress | None) -> int:
         sent = 0
         with sftp.open(temp, "wb") as out:
+            out.chmod(0o600)  # before any byte of it is written
             out.set_pipelined(True)
             while True:
                 chunk = source.read(CHUNK)
@@ -483,10 +484,11 @@ class _NamedReads:
             return bytes(self._handle.read(size))
 
 
-def temp_name(path: str) -> str:
-    """Where a file is written before it is renamed to `path`: hidden, same directory."""
+def temp_name(path: str, tag: str = "") -> str:
+    """Where a file is written before it is renamed to `path`: hidden, same directory
+    (`.NAME.TAGpart-HEX`)."""
     final = PurePosixPath(path)
-    return str(final.with_name(f".{final.name}.part-{secrets.token_hex(4)}"))
+    return str(final.with_name(f".{final.name}.{tag}part-{secrets.token_hex(4)}"))
 
 
 def _fsync(sftp: Any, handle: Any) -> None:

@@ -4,12 +4,17 @@ Images are copied (or linked) into the repository once, with their size and chec
 never writes to one. Each VM gets its own disk: a qcow2 overlay backed by the image (cheap,
 `qemu-img create -b`) or, for a raw image, a full copy. A disk outlives suspensions and moves
 and is removed when its lease is over.
+
+Every file is written under a temporary name (created 0600) and renamed into place. A process
+killed half-way leaves its temporary behind: `check` (each tick) removes those whose writer is
+dead, and a VM's own are removed with its disk.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -23,6 +28,13 @@ from cloudctl.errors import BackendError, InvalidInput
 
 QCOW2_MAGIC = b"QFI\xfb"
 FORMATS = ("qcow2", "raw")
+# `.NAME.PID.tmp` (or `.NAME.PID.part-HEX`, a local copy's): a local temporary and the process
+# writing it.
+_PID_TEMP = re.compile(r"^\..+\.([0-9]+)\.(?:tmp|part-[0-9a-f]+)$")
+# A remote temporary (`.NAME.tmp`, or an upload's `.NAME.part-HEX`) untouched this long belongs
+# to a writer that died: a copy in progress keeps touching it.
+STALE_REMOTE_TEMP_S = 600.0
+_REMOTE_TEMP = re.compile(r"^\..+(\.tmp|\.part-[0-9a-f]+)$")
 
 
 class ImageLike(Protocol):
@@ -55,6 +67,46 @@ def import_file(source: Path, repository: Path, stem: str, link: bool) -> tuple[
         raise BackendError(f"cannot store {source} in {repository}: {exc.strerror}") from exc
 
 
+def private_temp(target: Path) -> tuple[Path, int]:
+    """A new temporary file `.NAME.PID.tmp` beside `target`, readable by its owner only, and its
+    descriptor open for writing. One a dead process of the same PID left is replaced."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+
+def remove_dead_temporaries(directory: Path) -> list[str]:
+    """Remove the `.NAME.PID.tmp` (and `.NAME.PID.part-HEX`) files in `directory` whose process
+    is gone (a killed command left them); the names removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []  # no such directory yet
+    for entry in entries:
+        match = _PID_TEMP.match(entry.name)
+        if match is None or _alive(int(match[1])):
+            continue
+        try:
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue
+        removed.append(entry.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # this process may be writing it now
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or a PID no process can have
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def _import_file(source: Path, repository: Path, stem: str, link: bool) -> tuple[Path, str]:
     repository.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = repository / stem
@@ -68,9 +120,9 @@ def _import_file(source: Path, repository: Path, stem: str, link: bool) -> tuple
         tmp.symlink_to(source)
         os.replace(tmp, target)
         return target, digest.hexdigest()
-    tmp = target.with_name(f".{stem}.{os.getpid()}.tmp")
+    tmp, fd = private_temp(target)
     try:
-        with open(source, "rb") as src, open(tmp, "wb") as out:
+        with open(source, "rb") as src, os.fdopen(fd, "wb") as out:
             for block in iter(lambda: src.read(1 << 20), b""):
                 digest.update(block)
                 out.write(block)
@@ -101,7 +153,8 @@ def import_image(source: Path, repository: Path, name: str, fmt: str | None,
 def qemu_img(*args: str) -> None:
     if shutil.which("qemu-img") is None:
         raise BackendError("qemu-img not found (Debian package qemu-utils)")
-    done = subprocess.run(["qemu-img", *args], capture_output=True, text=True)
+    # umask 077: what it creates is private from its first byte.
+    done = subprocess.run(["qemu-img", *args], capture_output=True, text=True, umask=0o077)
     if done.returncode != 0:
         message = " ".join((done.stderr or done.stdout).split())
         raise BackendError(f"qemu-img {args[0]}: {message}")
@@ -113,15 +166,19 @@ def make_disk(base: str, fmt: str, disk: Path) -> str:
     if disk.exists():
         return str(disk)
     disk.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = disk.with_name(f".{disk.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
+    tmp, fd = private_temp(disk)
     try:
-        if fmt == "qcow2":
-            # Always name the backing format: without -F qemu-img probes it, which is unsafe.
-            qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2",
-                     "-b", str(Path(base).resolve()), str(tmp))
-        else:
-            shutil.copyfile(base, tmp)
+        with os.fdopen(fd, "wb") as out:
+            if fmt == "qcow2":
+                # Always name the backing format: without -F qemu-img probes it (unsafe). It
+                # writes over the empty private file.
+                qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2",
+                         "-b", str(Path(base).resolve()), str(tmp))
+            else:
+                with open(base, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                os.fsync(out.fileno())
         os.chmod(tmp, 0o600)
         os.replace(tmp, disk)
     except OSError as exc:
@@ -151,8 +208,17 @@ class LocalStorage:
 
         self.disks = Path(state_dir) / "disks"
         self.saves = Path(state_dir) / "saves"
+        self.images = Path(state_dir) / "images"  # the image repository
         self.location = f"local:{Path(state_dir).resolve()}"  # equal -> the same files
         self.files = LocalFiles()
+
+    def check(self) -> list[str]:
+        """Remove the temporaries killed commands left here (partial disks, memory images,
+        repository copies); the names removed."""
+        removed = []
+        for directory in (self.disks, self.saves, self.images):
+            removed += remove_dead_temporaries(directory)
+        return removed
 
     def disk_path(self, vm_name: str, fmt: str) -> Path:
         return self.disks / f"{vm_name}.{fmt}"
@@ -182,8 +248,11 @@ class LocalStorage:
         qemu_img("rebase", "-u", "-f", "qcow2", "-F", "qcow2", "-b", base, disk)
 
     def remove_disk(self, vm_name: str, recorded: str | None) -> None:
-        """Remove the VM's disk, also one a killed tick made but did not record."""
-        remove_files(recorded, *(str(self.disk_path(vm_name, fmt)) for fmt in FORMATS))
+        """Remove the VM's disk, also one a killed tick made but did not record, or left
+        half-made under its temporary name."""
+        partial = [str(p) for fmt in FORMATS for p in self.disks.glob(f".{vm_name}.{fmt}.*.tmp")]
+        remove_files(recorded, *(str(self.disk_path(vm_name, fmt)) for fmt in FORMATS),
+                     *partial)
 
     def remove_save(self, vm_name: str, recorded: str | None) -> None:
         remove_files(recorded, self.save_path(vm_name))
@@ -211,9 +280,19 @@ class RemoteStorage:
     def files(self) -> Any:
         return self.cache.files  # the SSH connection
 
-    def check(self) -> None:
-        """Connect and read the cache: a host we cannot reach is refused when added."""
+    def check(self) -> list[str]:
+        """Connect and read the cache: a host we cannot reach is refused when added, and put
+        in error by a tick (a changed host key, say). Removes the temporaries writers that
+        died left in its disks and saves directories; the names removed."""
         self.cache.contents()
+        removed = []
+        now = time.time()  # the host's clock may differ: the margin is ten minutes
+        for directory in (self.disks, self.saves):
+            for found in self.files.listdir(directory):
+                if _REMOTE_TEMP.match(found.name) and now - found.mtime > STALE_REMOTE_TEMP_S:
+                    self.files.remove(f"{directory}/{found.name}")
+                    removed.append(found.name)
+        return removed
 
     def disk_path(self, vm_name: str, fmt: str) -> str:
         return f"{self.disks}/{vm_name}.{fmt}"
@@ -232,11 +311,12 @@ class RemoteStorage:
         disk = self.disk_path(vm_name, image.format)
         if self.files.exists(disk):
             return disk, sent
-        tmp, q = f"{self.disks}/.{vm_name}.tmp", shlex.quote
+        tmp, q = self._temp_disk(vm_name), shlex.quote
         make = (f"qemu-img create -q -f qcow2 -F qcow2 -b {q(base)} {q(tmp)}"
                 if image.format == "qcow2" else f"cp {q(base)} {q(tmp)}")
-        done = self.files.exec(f"mkdir -p {q(self.disks)} && {make} && chmod 600 {q(tmp)} "
-                               f"&& mv {q(tmp)} {q(disk)}")
+        # umask 077: the temporary is private from its first byte.
+        done = self.files.exec(f"umask 077 && mkdir -p {q(self.disks)} && rm -f {q(tmp)} && "
+                               f"{make} && chmod 600 {q(tmp)} && mv {q(tmp)} {q(disk)}")
         if done.status != 0:
             message = " ".join((done.stderr or done.stdout).split())
             raise BackendError(f"{self.target}: cannot create disk {disk}: {message}")
@@ -256,8 +336,12 @@ class RemoteStorage:
             message = " ".join((done.stderr or done.stdout).split())
             raise BackendError(f"{self.target}: qemu-img rebase: {message}")
 
+    def _temp_disk(self, vm_name: str) -> str:
+        return f"{self.disks}/.{vm_name}.tmp"
+
     def remove_disk(self, vm_name: str, recorded: str | None) -> None:
-        for path in {recorded, *(self.disk_path(vm_name, fmt) for fmt in FORMATS)}:
+        for path in {recorded, self._temp_disk(vm_name),
+                     *(self.disk_path(vm_name, fmt) for fmt in FORMATS)}:
             if path:
                 self.files.remove(path)
 

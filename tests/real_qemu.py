@@ -101,11 +101,14 @@ def stop_session_libvirts() -> None:
 
 
 def _pid_alive(pid_file: Path) -> bool:
+    """Whether the libvirtd a pid file names still runs. Not by signalling the PID: the daemon
+    is not ours, and after it exits its PID may belong to any other process."""
     try:
-        os.kill(int(pid_file.read_text().strip()), 0)
+        pid = int(pid_file.read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
     except (OSError, ValueError):
         return False
-    return True
+    return Path(command.decode(errors="replace")).name == "libvirtd"
 
 
 @dataclass(frozen=True)

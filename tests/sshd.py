@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,53 @@ class SSHTestHost:
     def options(self, **extra: object) -> dict[str, object]:
         return {"key_file": self.key_file, "known_hosts": self.known_hosts,
                 "image_dir": self.image_dir, "connect_timeout": 5, **extra}
+
+
+class StoppedProcesses:
+    """Processes a test stops with SIGSTOP (an sshd and its sessions: a host that takes
+    connections and answers nothing), later continued or killed. The test did not start them
+    and they may exit at any moment (a session closing): one gone before it is stopped is
+    skipped, and each is held by a pidfd, so that a PID reused meanwhile is never signalled."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, int] = {}  # pid -> pidfd
+
+    @property
+    def pids(self) -> list[int]:
+        return list(self._held)
+
+    def stop(self, pids: Iterable[int]) -> list[int]:
+        """SIGSTOP each of `pids` that still runs; the ones stopped."""
+        stopped = []
+        for pid in pids:
+            if pid in self._held:
+                continue
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue  # exited between being listed and now
+            if self._signal(fd, signal.SIGSTOP):
+                self._held[pid] = fd
+                stopped.append(pid)
+            else:
+                os.close(fd)
+        return stopped
+
+    def release(self, cont: Iterable[int] = ()) -> None:
+        """SIGCONT the pids in `cont`, SIGKILL the others; the gone are skipped."""
+        keep = set(cont)
+        for pid, fd in self._held.items():
+            self._signal(fd, signal.SIGCONT if pid in keep else signal.SIGKILL)
+            os.close(fd)
+        self._held.clear()
+
+    @staticmethod
+    def _signal(pidfd: int, signum: int) -> bool:
+        try:
+            signal.pidfd_send_signal(pidfd, signum)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 @dataclass
