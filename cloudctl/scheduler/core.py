@@ -1119,7 +1119,7 @@ class Scheduler:
             push(heap, (run.start, START, seq, run))
         if step < 2:
             seq += 1
-            push(heap, (run.migrated, MIGRATED, seq, run))
+            push(heap, (_resume_from(run), MIGRATED, seq, run))
         if step < 3:
             seq += 1
             push(heap, (run.run_start, RUN_START, seq, run))
