@@ -39,7 +39,11 @@ def backfilling_name(limit: int | None) -> str:
 #   requeued when the AR is accepted (Q2), not killed when the AR starts;
 # - migration allowance: a suspended lease waits for its memory (and disk) image to be
 #   copied even when it resumes where it is (Q10);
-# - oldest-first: ARs preempt the oldest best-effort lease first (Q1).
+# - oldest-first: ARs preempt the oldest best-effort lease first (Q1);
+# - threshold estimate haizea: the scheduling threshold counts nodes x (the memory of all the
+#   lease's nodes / rate + overhead) for a suspension (and as much for a resumption);
+# - requeue order behind: a lease queued again (suspended, requeued) goes behind the leases
+#   queued with the same submit time, not by its id among them.
 PROFILES: dict[str, dict[str, Any]] = {
     "cloudctl": {},
     "haizea-1.0": {
@@ -47,6 +51,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "requeue": "at-once",
         "migration_allowance": True,
         "preemption_policy": "oldest-first",
+        "threshold_estimate": "haizea",
+        "requeue_order": "behind",
     },
 }
 
@@ -84,6 +90,11 @@ class SchedulerConfig:
     early_migration: bool = True
     # Add the migration time before a resumption even when the lease stays put (Haizea, Q10).
     migration_allowance: bool = False
+    # The suspend/resume times the scheduling threshold counts: the planned layout's, or
+    # Haizea's per-lease overestimate.
+    threshold_estimate: str = "layout"  # layout | haizea
+    # Where a lease queued again goes among those of its submit time: by id, or behind them.
+    requeue_order: str = "by-id"  # by-id | behind
 
     def __post_init__(self) -> None:
         problems = []
@@ -112,6 +123,11 @@ class SchedulerConfig:
             problems.append(f"profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
         if self.split not in ("fixed", "any"):
             problems.append(f"split must be fixed or any, got {self.split!r}")
+        if self.threshold_estimate not in ("layout", "haizea"):
+            problems.append(
+                f"threshold-estimate must be layout or haizea, got {self.threshold_estimate!r}")
+        if self.requeue_order not in ("by-id", "behind"):
+            problems.append(f"requeue-order must be by-id or behind, got {self.requeue_order!r}")
         if self.requeue not in ("at-start", "at-once"):
             problems.append(f"requeue must be at-start or at-once, got {self.requeue!r}")
         if problems:

@@ -51,6 +51,9 @@ END: Final = 1
 START: Final = 2
 MIGRATED: Final = 3
 RUN_START: Final = 4
+# Queue keys of leases queued again behind those of the same submit time start here (above
+# any lease id).
+REQUEUED: Final = 1 << 48
 
 
 def _step_after(phase: int) -> int:
@@ -188,6 +191,7 @@ class Scheduler:
         # start when the table had given back that much capacity (see _could_start_before).
         self._no_earlier_fit: dict[int, tuple[Run, int]] = {}
         self._fixed_future = 0  # runs of AR/IM leases not yet ended: the only splitters
+        self._requeued = 0  # leases queued again (see _enqueue)
         self.link = TransferLink()
         self.channel = TransferLink()  # global exclusion: one suspend or resume at a time
         self.cache: list[dict[str, int]] = [{} for _ in self.hosts]  # image -> time it is there
@@ -233,7 +237,7 @@ class Scheduler:
                 return self._burst_decision(lease)
             return self._reject(lease, now, "; ".join(reasons))
         if lease.type is LeaseType.BE:
-            self._enqueue(lease)
+            self._enqueue(lease, again=False)
             self._move(lease, LeaseState.QUEUED, now, "queued")
             self._watch_wait(lease)
             return Decision(lease.id, lease.state)
@@ -508,7 +512,13 @@ class Scheduler:
         return (lease.preemptible and cfg.suspension_enabled
                 and (self._fixed_future > 0 or cfg.split == "any"))
 
-    def _enqueue(self, lease: Lease) -> None:
+    def _enqueue(self, lease: Lease, again: bool = True) -> None:
+        """Queue in (submit time, id) order. With requeue order "behind", a lease queued
+        again (suspended, requeued, re-planned) goes behind every lease queued with the same
+        submit time (Haizea appends it and sorts by submit time, stably)."""
+        if again and self.config.requeue_order == "behind":
+            self._requeued += 1
+            lease.queue_key = (lease.submit, REQUEUED + self._requeued)
         queue = self.queue
         if not queue or queue[-1].queue_key <= lease.queue_key:
             queue.append(lease)
@@ -633,7 +643,7 @@ class Scheduler:
             sus = suspend_time(layout, need.memory_mib, cfg) if suspendable else 0
             min_len = full
             if suspendable:
-                gap = math.ceil((sus + resume) * (1 + cfg.threshold_factor))
+                gap = self._threshold(lease, sus, resume, suspended)
                 min_len = min(full, max(gap, pre + sus + 1))
             ready = self._image_ready(lease, now) if not suspended else None
             if hosts_pref is not None:
@@ -732,6 +742,23 @@ class Scheduler:
             return None
         return self._serialize(_moved_early(
             Run(lease, hosts, t, t + migrate, t + pre, run_end, end, SUSPEND), early))
+
+    def _threshold(self, lease: Lease, sus: int, resume: int, suspended: bool) -> int:
+        """The shortest run worth starting when it will be suspended at its end: its suspend
+        (and resume) time x (1 + factor). Haizea estimates those times for the whole lease,
+        every node holding the memory of all of them (an overestimate), and counts the
+        resume only when the lease is suspended now; cloudctl uses the layout's times."""
+        cfg = self.config
+        if cfg.threshold_estimate == "haizea":
+            total = lease.need.memory_mib * lease.nodes
+            sus = (cfg.override_suspend_time if cfg.override_suspend_time is not None else
+                   lease.nodes * (math.ceil(total / cfg.suspend_rate) + cfg.enactment_overhead))
+            resume = 0
+            if suspended:
+                resume = (cfg.override_resume_time if cfg.override_resume_time is not None
+                          else lease.nodes * (math.ceil(total / cfg.resume_rate)
+                                              + cfg.enactment_overhead))
+        return math.ceil((sus + resume) * (1 + cfg.threshold_factor))
 
     def _serialize(self, run: Run) -> Run | None:
         """Global exclusion: one suspension or resumption at a time in the whole cluster. A
@@ -1048,7 +1075,7 @@ class Scheduler:
             suspend_at = at - sus
             # The threshold: a run too short to be worth its suspend (and resume) is requeued.
             resume = run.run_start - _resume_from(run)
-            worth = math.ceil((sus + resume) * (1 + cfg.threshold_factor))
+            worth = self._threshold(victim, sus, resume, False)
             end = at
             if cfg.suspend_exclusion == "global":
                 slot = self.channel.latest(at, sus, max(now, run.run_start + 1))
@@ -1298,7 +1325,7 @@ class Scheduler:
         for lease, run in saved:
             self.leases[lease.id] = lease
             if lease.state in (LeaseState.QUEUED, LeaseState.SUSPENDED_QUEUED):
-                self._enqueue(lease)
+                self._enqueue(lease, again=False)
                 if lease.state is LeaseState.QUEUED:
                     self._watch_wait(lease)
             if lease.burst is not None and self.burster is not None:
