@@ -43,7 +43,9 @@ def backfilling_name(limit: int | None) -> str:
 # - threshold estimate haizea: the scheduling threshold counts nodes x (the memory of all the
 #   lease's nodes / rate + overhead) for a suspension (and as much for a resumption);
 # - requeue order behind: a lease queued again (suspended, requeued) goes behind the leases
-#   queued with the same submit time, not by its id among them.
+#   queued with the same submit time, not by its id among them;
+# - reserved until run: a future reservation counts against the backfilling limit until the
+#   lease's VMs run, its resumption included.
 PROFILES: dict[str, dict[str, Any]] = {
     "cloudctl": {},
     "haizea-1.0": {
@@ -53,6 +55,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "preemption_policy": "oldest-first",
         "threshold_estimate": "haizea",
         "requeue_order": "behind",
+        "reserved_until": "run",
     },
 }
 
@@ -95,6 +98,9 @@ class SchedulerConfig:
     threshold_estimate: str = "layout"  # layout | haizea
     # Where a lease queued again goes among those of its submit time: by id, or behind them.
     requeue_order: str = "by-id"  # by-id | behind
+    # A BE lease's future reservation counts against the backfilling limit until the
+    # reservation starts (its migration or resumption, if any), or until its VMs run.
+    reserved_until: str = "start"  # start | run
 
     def __post_init__(self) -> None:
         problems = []
@@ -128,6 +134,8 @@ class SchedulerConfig:
                 f"threshold-estimate must be layout or haizea, got {self.threshold_estimate!r}")
         if self.requeue_order not in ("by-id", "behind"):
             problems.append(f"requeue-order must be by-id or behind, got {self.requeue_order!r}")
+        if self.reserved_until not in ("start", "run"):
+            problems.append(f"reserved-until must be start or run, got {self.reserved_until!r}")
         if self.requeue not in ("at-start", "at-once"):
             problems.append(f"requeue must be at-start or at-once, got {self.requeue!r}")
         if problems:

@@ -356,7 +356,7 @@ class Scheduler:
     def _carry_out(self, run: Run, phase: int, t: int, actions: list[Action]) -> None:
         lease = run.lease
         if phase == START:
-            if run.hold == run.start:
+            if run.hold == run.start and self.config.reserved_until == "start":
                 self._future_be.discard(lease.id)
                 self._no_earlier_fit.pop(lease.id, None)
             if lease.burst is not None:
@@ -373,7 +373,8 @@ class Scheduler:
         elif phase == MIGRATED:
             if run.migrated == run.start:
                 return
-            if run.hold > run.start:  # an early migration: the hosts are held from now
+            if run.hold > run.start and self.config.reserved_until == "start":
+                # an early migration: the hosts are held from now
                 self._future_be.discard(lease.id)
                 self._no_earlier_fit.pop(lease.id, None)
             lease.migrations.append((run.start, run.migrated))
@@ -381,6 +382,9 @@ class Scheduler:
                 self._move(lease, LeaseState.RESUMING, t, "resuming")
                 actions.append(Action(t, "resume", lease.id, run.hosts))
         elif phase == RUN_START:
+            if self.config.reserved_until == "run":
+                self._future_be.discard(lease.id)
+                self._no_earlier_fit.pop(lease.id, None)
             if run.run_start > _resume_from(run) and lease.burst is None:
                 lease.resumptions.append((_resume_from(run), run.run_start))
             if lease.first_start is None:
