@@ -45,7 +45,9 @@ def backfilling_name(limit: int | None) -> str:
 # - requeue order behind: a lease queued again (suspended, requeued) goes behind the leases
 #   queued with the same submit time, not by its id among them;
 # - reserved until run: a future reservation counts against the backfilling limit until the
-#   lease's VMs run, its resumption included.
+#   lease's VMs run, its resumption included;
+# - no replan after preemption: future reservations move earlier only after early ends, not
+#   when a preemption frees capacity.
 PROFILES: dict[str, dict[str, Any]] = {
     "cloudctl": {},
     "haizea-1.0": {
@@ -56,6 +58,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "threshold_estimate": "haizea",
         "requeue_order": "behind",
         "reserved_until": "run",
+        "replan_after_preemption": False,
     },
 }
 
@@ -101,6 +104,9 @@ class SchedulerConfig:
     # A BE lease's future reservation counts against the backfilling limit until the
     # reservation starts (its migration or resumption, if any), or until its VMs run.
     reserved_until: str = "start"  # start | run
+    # When a preemption frees capacity (a victim requeued), future reservations that could
+    # now start earlier are placed again.
+    replan_after_preemption: bool = True
 
     def __post_init__(self) -> None:
         problems = []

@@ -940,7 +940,8 @@ class Scheduler:
         self._fixed_future += 1
         self._move(lease, LeaseState.SCHEDULED, now, f"reserved [{self._t(start)}, {self._t(end)})")
         if preempted:
-            self._replan_future(now)
+            if self.config.replan_after_preemption:
+                self._replan_future(now)
             self.schedule(now)
         return Decision(lease.id, lease.state, start, end, hosts, preempted)
 
