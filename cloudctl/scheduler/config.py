@@ -47,7 +47,9 @@ def backfilling_name(limit: int | None) -> str:
 # - reserved until run: a future reservation counts against the backfilling limit until the
 #   lease's VMs run, its resumption included;
 # - no replan after preemption: future reservations move earlier only after early ends, not
-#   when a preemption frees capacity.
+#   when a preemption frees capacity;
+# - host ties index: among hosts the greedy score ranks alike, the lowest index first, not
+#   the hosts that freed up last.
 PROFILES: dict[str, dict[str, Any]] = {
     "cloudctl": {},
     "haizea-1.0": {
@@ -59,6 +61,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "requeue_order": "behind",
         "reserved_until": "run",
         "replan_after_preemption": False,
+        "host_ties": "index",
     },
 }
 
@@ -107,6 +110,9 @@ class SchedulerConfig:
     # When a preemption frees capacity (a victim requeued), future reservations that could
     # now start earlier are placed again.
     replan_after_preemption: bool = True
+    # Among hosts the greedy score ranks alike: those that freed up last first (leaving the
+    # hosts free now to backfilling), or the lowest index (Haizea).
+    host_ties: str = "free-last"  # free-last | index
 
     def __post_init__(self) -> None:
         problems = []
@@ -142,6 +148,8 @@ class SchedulerConfig:
             problems.append(f"requeue-order must be by-id or behind, got {self.requeue_order!r}")
         if self.reserved_until not in ("start", "run"):
             problems.append(f"reserved-until must be start or run, got {self.reserved_until!r}")
+        if self.host_ties not in ("free-last", "index"):
+            problems.append(f"host-ties must be free-last or index, got {self.host_ties!r}")
         if self.requeue not in ("at-start", "at-once"):
             problems.append(f"requeue must be at-start or at-once, got {self.requeue!r}")
         if problems:

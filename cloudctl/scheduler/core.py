@@ -32,6 +32,7 @@ from cloudctl.scheduler.slottable import (
     Candidate,
     SlotTable,
 )
+from cloudctl.scheduler.scores import greedy_index_key
 from cloudctl.scheduler.timing import (
     resume_time,
     shutdown_duration,
@@ -212,6 +213,9 @@ class Scheduler:
         self._burst_due: list[tuple[int, int]] = []  # (submit + max wait, lease id)
         # A host score that never reads a candidate's index takes alike hosts as one group.
         self._host_blind = bool(getattr(self.policies.host_score, "host_blind", False))
+        self._host_key = self.policies.host_score.key
+        if config.host_ties == "index" and getattr(self.policies.host_score, "name", "") == "greedy":
+            self._host_key = greedy_index_key
 
     # -- requests ------------------------------------------------------------------------
 
@@ -970,7 +974,7 @@ class Scheduler:
         """One host per virtual node, best-scored hosts first, as many VMs per host as fit;
         ties go to the lower host index (None when they do not all fit, unless `most` asks
         for up to that many nodes)."""
-        key = self.policies.host_score.key
+        key = self._host_key
         # Hosts are unique among candidates: the objects themselves are never compared.
         ranked = sorted([(key(lease, c, end), c.host, c) for c in candidates])
         chosen: list[int] = []
