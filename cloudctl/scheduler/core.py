@@ -674,7 +674,15 @@ class Scheduler:
                     return run
             return None
 
-        if suspended and lease.last_hosts:
+        if suspended and lease.last_hosts and cfg.migration and cfg.migration_allowance:
+            # Haizea: one placement over every host, all of them from the allowance on; the
+            # image moves only if the hosts chosen are other hosts.
+            moved = plan(None, migrate_all=True)
+            if moved is not None:
+                if moved.hosts == lease.last_hosts:
+                    moved.start = moved.migrated = moved.hold
+                options.append((moved.run_start, 1, moved))
+        elif suspended and lease.last_hosts:
             run = plan(lease.last_hosts, migrate_all=False)
             if run is not None:
                 options.append((run.run_start, 0, run))
