@@ -49,7 +49,9 @@ def backfilling_name(limit: int | None) -> str:
 # - no replan after preemption: future reservations move earlier only after early ends, not
 #   when a preemption frees capacity;
 # - host ties index: among hosts the greedy score ranks alike, the lowest index first, not
-#   the hosts that freed up last.
+#   the hosts that freed up last;
+# - no reprieve: every victim taken out until the preemptor fits is preempted, even those it
+#   turns out not to need.
 PROFILES: dict[str, dict[str, Any]] = {
     "cloudctl": {},
     "haizea-1.0": {
@@ -62,6 +64,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "reserved_until": "run",
         "replan_after_preemption": False,
         "host_ties": "index",
+        "reprieve": False,
     },
 }
 
@@ -113,6 +116,9 @@ class SchedulerConfig:
     # Among hosts the greedy score ranks alike: those that freed up last first (leaving the
     # hosts free now to backfilling), or the lowest index (Haizea).
     host_ties: str = "free-last"  # free-last | index
+    # After victims are taken out one at a time until a preemptor fits, those it can do
+    # without are given back.
+    reprieve: bool = True
 
     def __post_init__(self) -> None:
         problems = []

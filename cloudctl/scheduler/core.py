@@ -1049,7 +1049,7 @@ class Scheduler:
             if self._place_exact(lease, start, end, allowed) is not None:
                 fits = True
                 break
-        if fits:
+        if fits and self.config.reprieve:
             # Reprieve: give back, most precious first, every victim the lease can do without.
             for i in range(len(removed) - 2, -1, -1):
                 victim, bookings = removed[i]
