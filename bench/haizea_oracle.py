@@ -28,13 +28,15 @@ def main() -> int:
     parser.add_argument("--profile", default="haizea-1.0")
     parser.add_argument("--only", default="", help="run files whose name contains this")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--dict-order", action="store_true",
+                        help="queue leases of one step in Haizea's recorded order (Q8)")
     args = parser.parse_args()
     files = sorted(p for p in ORACLE.glob("*.json")
                    if p.name != "summary.json" and args.only in p.name)
     exact = 0
     for path in files:
         run = load_run(path)
-        diffs = compare(run, replay(run, TRACES, args.profile))
+        diffs = compare(run, replay(run, TRACES, args.profile, args.dict_order))
         n = len(run["leases"])
         exact += not diffs
         print(f"{'same' if not diffs else 'DIFF':4}  {n - len(diffs):4}/{n:<4} {path.stem}")

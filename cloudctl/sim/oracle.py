@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from cloudctl.scheduler.config import SchedulerConfig
+from cloudctl.scheduler.core import Listener
+from cloudctl.scheduler.lease import Lease
+from cloudctl.scheduler.model import LeaseState
 from cloudctl.sim.simulator import SimulationResult
 
 _BACKFILLING = {"aggressive": "easy", "conservative": "conservative", "off": "off"}
@@ -71,8 +74,9 @@ def workload_paths(run: Mapping[str, Any], traces: Path) -> tuple[Path, Path | N
 
 
 def replay(run: Mapping[str, Any], traces: Path, profile: str = "haizea-1.0",
-           **options: Any) -> SimulationResult:
-    """Replay a recorded run's workload with its configuration under `profile`."""
+           dict_order: bool = False, **options: Any) -> SimulationResult:
+    """Replay a recorded run's workload with its configuration under `profile`; with
+    `dict_order`, leases queued in one step are queued in the order Haizea queued them (Q8)."""
     from cloudctl import runtime
     from cloudctl.sim.simulator import simulate
 
@@ -81,7 +85,24 @@ def replay(run: Mapping[str, Any], traces: Path, profile: str = "haizea-1.0",
     nodes = len(run["site"])
     requests, hosts, scheduler, _ = runtime.build_simulation(
         trace, inject=inject, nodes=nodes, node_cpus=1, node_memory=1024, config=config)
+    if dict_order:
+        scheduler.listener = _queued_as_haizea(run)
     return simulate(requests, hosts, scheduler)
+
+
+def _queued_as_haizea(run: Mapping[str, Any]) -> Listener:
+    """A listener that gives leases queued in one step Haizea's order (Q8: its CPython-2 dict
+    order, which the run records), by swapping their queue keys among them."""
+    rank: dict[int, int] = {}
+    for case in run["summary"].get("same_step_BE_enqueue_not_in_id_order") or []:
+        order = case["enqueue_order"]
+        rank.update(zip(order, sorted(order)))
+
+    def listen(lease: Lease, old: LeaseState, new: LeaseState, now: int, reason: str) -> None:
+        if new is LeaseState.PENDING and lease.id in rank:
+            lease.queue_key = (lease.submit, rank[lease.id])
+
+    return listen
 
 
 def haizea_leases(run: Mapping[str, Any]) -> dict[int, tuple[str, int | None, int | None]]:
