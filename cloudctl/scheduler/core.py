@@ -562,8 +562,9 @@ class Scheduler:
                 self._enqueue(lease)
 
     def _could_start_before(self, lease: Lease, run: Run, now: int) -> bool:
-        if self.config.image_transfer != "none" or lease.suspended or run.post != SHUTDOWN:
-            return True  # not worth being clever: re-plan
+        if (self.config.image_transfer != "none" or lease.suspended or run.post != SHUTDOWN
+                or (self.config.split == "any" and self._splittable(lease))):
+            return True  # not worth being clever (or it may start earlier in part): re-plan
         length = run.end - run.start
         t0, before = now, run.start
         known = self._no_earlier_fit.get(lease.id)
