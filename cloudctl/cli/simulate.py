@@ -229,6 +229,9 @@ def simulate(
         trace, inject=inject, nodes=nodes, node_cpus=node_cpus, node_memory=node_memory,
         estimates=estimates, config=config, burster=burster)
 
+    # Without per-lease output the replay keeps no finished lease (nor submitted request):
+    # memory follows the leases in progress, not the length of the trace.
+    keep = per_lease is not None or plot is not None
     baseline = None
     if burster is not None:
         # The same trace on the private cloud alone: what bursting is measured against.
@@ -236,9 +239,9 @@ def simulate(
             trace, inject=inject, nodes=nodes, node_cpus=node_cpus, node_memory=node_memory,
             estimates=estimates, config=config)
         with LazyProgress(f"simulating {trace.name} without bursting") as progress:
-            baseline = run_simulation(requests, hosts, alone, progress).summary()
+            baseline = run_simulation(list(requests), hosts, alone, progress, keep).summary()
     with LazyProgress(f"simulating {trace.name}") as progress:
-        result = run_simulation(requests, hosts, scheduler, progress)
+        result = run_simulation(requests, hosts, scheduler, progress, keep)
     result.skipped, result.killed = loaded.skipped, loaded.killed
 
     if per_lease is not None or plot is not None:

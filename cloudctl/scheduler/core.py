@@ -32,7 +32,7 @@ from cloudctl.scheduler.slottable import (
     Candidate,
     SlotTable,
 )
-from cloudctl.scheduler.scores import greedy_index_key
+from cloudctl.scheduler.scores import greedy_index_key, greedy_key
 from cloudctl.scheduler.timing import (
     resume_time,
     shutdown_duration,
@@ -197,6 +197,9 @@ class Scheduler:
         self.channel = TransferLink()  # global exclusion: one suspend or resume at a time
         self.cache: list[dict[str, int]] = [{} for _ in self.hosts]  # image -> time it is there
         self.listener = listener
+        # Called with each lease that reaches a final state, which the scheduler then forgets
+        # (None: every lease is kept in `leases`).
+        self.on_final: Callable[[Lease], None] | None = None
         self._t = time_label  # how reasons write a time: trace seconds, or a wall clock
         self.preemptions = 0
         self._room_cache: dict[object, int] = {}
@@ -216,6 +219,9 @@ class Scheduler:
         self._host_key = self.policies.host_score.key
         if config.host_ties == "index" and getattr(self.policies.host_score, "name", "") == "greedy":
             self._host_key = greedy_index_key
+        # The built-in greedy scores rank hosts free for a whole run by the bookings they
+        # hold, then by index: a one-VM lease placed now needs no candidate per host.
+        self._greedy = self._host_key is greedy_key or self._host_key is greedy_index_key
 
     # -- requests ------------------------------------------------------------------------
 
@@ -334,7 +340,8 @@ class Scheduler:
         due = self._burst_due
         while due:
             t, lease_id = due[0]
-            if self.leases[lease_id].state is LeaseState.QUEUED:
+            waiting = self.leases.get(lease_id)
+            if waiting is not None and waiting.state is LeaseState.QUEUED:
                 return t if found is None or t < found else found
             heapq.heappop(due)
         return found
@@ -655,6 +662,15 @@ class Scheduler:
                 gap = self._threshold(lease, sus, resume, suspended)
                 min_len = min(full, max(gap, pre + sus + 1))
             ready = self._image_ready(lease, now) if not suspended else None
+            if (self._greedy and lease.nodes == 1 and hosts_pref is None and ready is None
+                    and start_from == now and not (suspendable and min_len < full)
+                    and self._allowed(lease) is None):
+                best = self.table.best_single_now(need, min_len)
+                if best >= 0:
+                    return self._choose(lease, now, [Candidate(best, 1, 0)], pre, migrate,
+                                        full, sus, min_len, suspendable, None, early)
+                if best == -1 and not may_reserve:
+                    return None
             if hosts_pref is not None:
                 found = self._fit_on(lease, hosts_pref, start_from, min_len, may_reserve)
                 attempts: Iterable[tuple[int, list[Candidate]]] = found
@@ -1206,6 +1222,10 @@ class Scheduler:
         lease.reason = reason
         if self.listener is not None:
             self.listener(lease, old, new, now, reason)
+        if self.on_final is not None and new.final:
+            # Handed over and forgotten: a long replay keeps only the leases still going.
+            self.leases.pop(lease.id, None)
+            self.on_final(lease)
 
 
     # -- bursting to a public cloud ---------------------------------------------------------
@@ -1221,9 +1241,11 @@ class Scheduler:
         due = self._burst_due
         while due and due[0][0] <= now:
             _, lease_id = heapq.heappop(due)
-            lease = self.leases[lease_id]
-            if lease.state is not LeaseState.QUEUED or lease.first_start is not None:
+            found = self.leases.get(lease_id)
+            if (found is None or found.state is not LeaseState.QUEUED
+                    or found.first_start is not None):
                 continue
+            lease = found
             waited = now - lease.submit
             reasons: list[str] = []
             if self._burst(lease, "be", now, now, f"waited {waited} s for local hosts",
