@@ -60,14 +60,17 @@ def simulate(requests: Sequence[LeaseRequest], hosts: Sequence[HostSpec], schedu
     ends, and each request dropped once submitted (a `list` passed in is emptied), so memory
     follows the leases in progress, not the length of the trace."""
     started = time.perf_counter()
-    reqs: list[LeaseRequest | None] = sorted(requests, key=lambda r: r.submit)
+    ordered = sorted(requests, key=lambda r: r.submit)
+    real_left: dict[int, int] = {r.id: r.real_duration for r in ordered
+                                 if r.real_duration is not None}
+    reqs: list[LeaseRequest | None] = list(ordered)
+    del ordered
     tally = None
     if not keep:
         tally = Tally()
         scheduler.on_final = tally.add
         if isinstance(requests, list):
             requests.clear()
-    real_left: dict[int, int] = {r.id: r.real_duration for r in reqs if r.real_duration is not None}
     early: list[tuple[int, int, int]] = []  # (time, lease id, run start)
     i, n = 0, len(reqs)
     sched = scheduler
