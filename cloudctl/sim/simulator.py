@@ -60,11 +60,11 @@ def simulate(requests: Sequence[LeaseRequest], hosts: Sequence[HostSpec], schedu
     ends, and each request dropped once submitted (a `list` passed in is emptied), so memory
     follows the leases in progress, not the length of the trace."""
     started = time.perf_counter()
-    ordered = sorted(requests, key=lambda r: r.submit)
-    real_left: dict[int, int] = {r.id: r.real_duration for r in ordered
+    by_submit = sorted(requests, key=lambda r: r.submit)
+    real_left: dict[int, int] = {r.id: r.real_duration for r in by_submit
                                  if r.real_duration is not None}
-    reqs: list[LeaseRequest | None] = list(ordered)
-    del ordered
+    reqs: list[LeaseRequest | None] = list(by_submit)
+    del by_submit
     tally = None
     if not keep:
         tally = Tally()
