@@ -49,7 +49,6 @@ WORKLOADS: list[tuple[str, list[tuple[Path, Path | None, int | None, dict[str, A
 
 # What each option means, for the table; options that need migration get it turned on.
 OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
-    "split": ("split BE leases around any future reservation (Q14)", {}),
     "requeue": ("cancel and requeue a preempted lease when the AR is accepted (Q2)",
                 {"suspension": "none"}),
     "migration_allowance": ("wait a migration's time even when resuming in place (Q10)",
@@ -63,6 +62,7 @@ OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "replan_after_preemption": ("no re-plan of future reservations after a preemption", {}),
     "host_ties": ("greedy host ties broken by host index", {}),
     "reprieve": ("no reprieve of victims the AR turns out not to need", {}),
+    "split": ("split BE leases around any future reservation (Q14)", {}),
 }
 HAIZEA_VALUE = {**PROFILES["haizea-1.0"], "early_migration": False}
 
@@ -107,17 +107,14 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--only", default="", help="options whose name contains this")
     args = parser.parse_args()
-    rows = []
-    for option, (_, extra) in OPTIONS.items():
-        if args.only in option:
-            rows.extend(measure(option, extra))
+    options = [o for o in OPTIONS if args.only in o]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([r for o in options for r in measure(o, OPTIONS[o][1])], indent=2))
         return 0
     print("| Haizea's behaviour (option: cloudctl → haizea-1.0) | workload | mean wait (s) | "
           "bounded slowdown | ARs rejected | suspended VM-h |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
+    print("|---|---|---|---|---|---|", flush=True)
+    for r in (r for o in options for r in measure(o, OPTIONS[o][1])):
         option = r["option"]
         label, _ = OPTIONS[option]
         name = option.replace("_", "-")
