@@ -35,9 +35,11 @@ OUTPUT = "Output"
 def _policy_name(kind: str) -> Callable[[str], str]:
     """A typer callback that accepts only the names registered for a policy extension point."""
 
-    def check(value: str) -> str:
+    def check(value: str | None) -> str | None:
         from cloudctl import plugins
 
+        if value is None:
+            return value  # the profile's choice
         group = plugins.policy_group(kind)
         if not plugins.is_registered(group, value):
             known = ", ".join(plugins.available(group))
@@ -67,6 +69,12 @@ def simulate(
         "--node-memory", metavar="MIB", min=1, show_default=False, rich_help_panel=CLUSTER,
         help="Memory per host in MiB. Default: the trace's <site>, else 1024. SWF jobs, which "
              "record no memory, each use one CPU's share of it.")] = None,
+    profile: Annotated[str, typer.Option(
+        "--profile", metavar="cloudctl|haizea-1.0", rich_help_panel=SCHEDULING,
+        help="A named set of the options below, which options given beside it override: "
+             "cloudctl (the defaults shown), or haizea-1.0 (Haizea 1.0's schedules: "
+             "--split any --requeue at-once --migration-allowance --preemption-policy "
+             "oldest-first).")] = "cloudctl",
     backfilling: Annotated[str, typer.Option(
         "--backfilling", metavar="off|easy|conservative|N", rich_help_panel=SCHEDULING,
         help="How many queued best-effort leases may hold a future reservation: off = none "
@@ -87,12 +95,33 @@ def simulate(
         help="How hosts are chosen among those that fit: greedy (Haizea's: hosts free for the "
              "whole run and with fewer leases first), pack, or a registered plug-in.")
     ] = "greedy",
-    preemption_policy: Annotated[str, typer.Option(
+    preemption_policy: Annotated[str | None, typer.Option(
         "--preemption-policy", metavar="NAME", rich_help_panel=PREEMPTION,
         callback=_policy_name("preemption"),
         help="Which leases may be pushed aside: ar-preempts-be (advance reservations preempt "
              "preemptible best-effort leases, youngest first), no-preemption, oldest-first, "
-             "or a registered plug-in.")] = "ar-preempts-be",
+             "or a registered plug-in. Default: the profile's (ar-preempts-be).")
+    ] = None,
+    split: Annotated[Literal["fixed", "any"] | None, typer.Option(
+        "--split", rich_help_panel=PREEMPTION, show_default=False,
+        help="With suspension, a best-effort lease may run up to a future reservation and be "
+             "suspended there: only an advance or immediate lease's (fixed), or any, another "
+             "best-effort lease's too (any, Haizea). Default: the profile's (fixed).")] = None,
+    requeue: Annotated[Literal["at-start", "at-once"] | None, typer.Option(
+        "--requeue", rich_help_panel=PREEMPTION, show_default=False,
+        help="A running lease preempted without suspension is killed when the preemptor "
+             "starts (at-start), or cancelled and requeued when the preemptor is accepted "
+             "(at-once, Haizea). Default: the profile's (at-start).")] = None,
+    early_migration: Annotated[bool | None, typer.Option(
+        "--early-migration/--late-migration", rich_help_panel=PREEMPTION, show_default=False,
+        help="With --migration yes, copy a suspended lease's memory image as soon as it is "
+             "suspended (early), or only once the destination hosts are free (late). "
+             "Default: the profile's (early).")] = None,
+    migration_allowance: Annotated[bool | None, typer.Option(
+        "--migration-allowance/--no-migration-allowance", rich_help_panel=PREEMPTION,
+        show_default=False,
+        help="With --migration yes, a suspended lease waits the time of a migration even when "
+             "it resumes where it is (Haizea). Default: the profile's (no).")] = None,
     suspension: Annotated[Literal["none", "all"], typer.Option(
         "--suspension", rich_help_panel=PREEMPTION,
         help="all: a preempted lease is suspended and later resumed with the time it has "
@@ -185,6 +214,8 @@ def simulate(
         "enactment-overhead": enactment_overhead, "shutdown-time": shutdown_time})
     origin = parse_origin(start) if start is not None else None
     config = SchedulerConfig().with_options(
+        profile=profile, split=split, requeue=requeue, early_migration=early_migration,
+        migration_allowance=migration_allowance,
         backfilling=backfilling, suspension=suspension, suspend_rate=suspend_rate,
         resume_rate=resume_rate, override_suspend_time=override_suspend_time,
         override_resume_time=override_resume_time, suspend_exclusion=suspend_exclusion,
@@ -201,6 +232,9 @@ def simulate(
         trace, inject=inject, nodes=nodes, node_cpus=node_cpus, node_memory=node_memory,
         estimates=estimates, config=config, burster=burster)
 
+    # Without per-lease output the replay keeps no finished lease (nor submitted request):
+    # memory follows the leases in progress, not the length of the trace.
+    keep = per_lease is not None or plot is not None
     baseline = None
     if burster is not None:
         # The same trace on the private cloud alone: what bursting is measured against.
@@ -208,9 +242,9 @@ def simulate(
             trace, inject=inject, nodes=nodes, node_cpus=node_cpus, node_memory=node_memory,
             estimates=estimates, config=config)
         with LazyProgress(f"simulating {trace.name} without bursting") as progress:
-            baseline = run_simulation(requests, hosts, alone, progress).summary()
+            baseline = run_simulation(list(requests), hosts, alone, progress, keep).summary()
     with LazyProgress(f"simulating {trace.name}") as progress:
-        result = run_simulation(requests, hosts, scheduler, progress)
+        result = run_simulation(requests, hosts, scheduler, progress, keep)
     result.skipped, result.killed = loaded.skipped, loaded.killed
 
     if per_lease is not None or plot is not None:

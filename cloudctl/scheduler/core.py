@@ -21,6 +21,7 @@ from cloudctl.scheduler.config import SchedulerConfig
 from cloudctl.scheduler.lease import KILL, SHUTDOWN, SUSPEND, Lease, Run
 from cloudctl.scheduler.model import HostSpec, LeaseRequest, LeaseState, LeaseType
 from cloudctl.scheduler.policy import PolicySet, Status, cluster_fit
+from cloudctl.scheduler.scores import greedy_index_key, greedy_key
 from cloudctl.scheduler.slottable import (
     GROUP_ALL,
     GROUP_NONE,
@@ -49,6 +50,9 @@ END: Final = 1
 START: Final = 2
 MIGRATED: Final = 3
 RUN_START: Final = 4
+# Queue keys of leases queued again behind those of the same submit time start here (above
+# any lease id).
+REQUEUED: Final = 1 << 48
 
 
 def _step_after(phase: int) -> int:
@@ -66,8 +70,22 @@ def _phase_time(run: Run, phase: int) -> int:
     if phase == START:
         return run.start
     if phase == MIGRATED:
-        return run.migrated
+        return _resume_from(run)
     return run.run_start
+
+
+def _resume_from(run: Run) -> int:
+    """When the run's resumption begins: at the end of its migration, or later when the
+    memory image moved early and the destination frees later."""
+    return run.migrated if run.migrated >= run.hold else run.hold
+
+def _moved_early(run: Run, early: tuple[int, int] | None) -> Run:
+    """The run with its memory image moved during `early`, before its hosts are held."""
+    if early is not None:
+        run.hold = run.start
+        run.start, run.migrated = early
+    return run
+
 
 Listener = Callable[[Lease, LeaseState, LeaseState, int, str], None]
 
@@ -170,10 +188,14 @@ class Scheduler:
         # start when the table had given back that much capacity (see _could_start_before).
         self._no_earlier_fit: dict[int, tuple[Run, int]] = {}
         self._fixed_future = 0  # runs of AR/IM leases not yet ended: the only splitters
+        self._requeued = 0  # leases queued again (see _enqueue)
         self.link = TransferLink()
         self.channel = TransferLink()  # global exclusion: one suspend or resume at a time
         self.cache: list[dict[str, int]] = [{} for _ in self.hosts]  # image -> time it is there
         self.listener = listener
+        # Called with each lease that reaches a final state, which the scheduler then forgets
+        # (None: every lease is kept in `leases`).
+        self.on_final: Callable[[Lease], None] | None = None
         self._t = time_label  # how reasons write a time: trace seconds, or a wall clock
         self.preemptions = 0
         self._room_cache: dict[object, int] = {}
@@ -190,6 +212,13 @@ class Scheduler:
         self._burst_due: list[tuple[int, int]] = []  # (submit + max wait, lease id)
         # A host score that never reads a candidate's index takes alike hosts as one group.
         self._host_blind = bool(getattr(self.policies.host_score, "host_blind", False))
+        self._host_key = self.policies.host_score.key
+        greedy = getattr(self.policies.host_score, "name", "") == "greedy"
+        if config.host_ties == "index" and greedy:
+            self._host_key = greedy_index_key
+        # The built-in greedy scores rank hosts free for a whole run by the bookings they
+        # hold, then by index: a one-VM lease placed now needs no candidate per host.
+        self._greedy = self._host_key is greedy_key or self._host_key is greedy_index_key
 
     # -- requests ------------------------------------------------------------------------
 
@@ -215,7 +244,7 @@ class Scheduler:
                 return self._burst_decision(lease)
             return self._reject(lease, now, "; ".join(reasons))
         if lease.type is LeaseType.BE:
-            self._enqueue(lease)
+            self._enqueue(lease, again=False)
             self._move(lease, LeaseState.QUEUED, now, "queued")
             self._watch_wait(lease)
             return Decision(lease.id, lease.state)
@@ -331,7 +360,8 @@ class Scheduler:
         due = self._burst_due
         while due:
             t, lease_id = due[0]
-            if self.leases[lease_id].state is LeaseState.QUEUED:
+            waiting = self.leases.get(lease_id)
+            if waiting is not None and waiting.state is LeaseState.QUEUED:
                 return t if found is None or t < found else found
             heapq.heappop(due)
         return found
@@ -357,8 +387,9 @@ class Scheduler:
     def _carry_out(self, run: Run, phase: int, t: int, actions: list[Action]) -> None:
         lease = run.lease
         if phase == START:
-            self._future_be.discard(lease.id)
-            self._no_earlier_fit.pop(lease.id, None)
+            if run.hold == run.start and self.config.reserved_until == "start":
+                self._future_be.discard(lease.id)
+                self._no_earlier_fit.pop(lease.id, None)
             if lease.burst is not None:
                 if run.run_start > run.start:
                     self._move(lease, LeaseState.PREPARING, t,
@@ -373,13 +404,20 @@ class Scheduler:
         elif phase == MIGRATED:
             if run.migrated == run.start:
                 return
+            if run.hold > run.start and self.config.reserved_until == "start":
+                # an early migration: the hosts are held from now
+                self._future_be.discard(lease.id)
+                self._no_earlier_fit.pop(lease.id, None)
             lease.migrations.append((run.start, run.migrated))
-            if run.run_start > run.migrated:
+            if run.run_start > _resume_from(run):
                 self._move(lease, LeaseState.RESUMING, t, "resuming")
                 actions.append(Action(t, "resume", lease.id, run.hosts))
         elif phase == RUN_START:
-            if run.run_start > run.migrated and lease.burst is None:
-                lease.resumptions.append((run.migrated, run.run_start))
+            if self.config.reserved_until == "run":
+                self._future_be.discard(lease.id)
+                self._no_earlier_fit.pop(lease.id, None)
+            if run.run_start > _resume_from(run) and lease.burst is None:
+                lease.resumptions.append((_resume_from(run), run.run_start))
             if lease.first_start is None:
                 lease.first_start = t
                 actions.append(Action(t, "start", lease.id, run.hosts))
@@ -470,7 +508,7 @@ class Scheduler:
                 lease.reason = limit_reason
             elif self._schedule_be(lease, now, may_reserve):
                 quiet = False
-                if lease.run is not None and lease.run.start > now:
+                if lease.run is not None and lease.run.hold > now:
                     future += 1
                 continue
             waiting.append(lease)
@@ -498,11 +536,24 @@ class Scheduler:
         """A lease that cannot be split and needs no image: whether it fits now depends only
         on its size, its length and the table."""
         cfg = self.config
-        return (not (self._fixed_future > 0 and lease.preemptible and cfg.suspension_enabled)
+        return (not self._splittable(lease)
                 and (not lease.image or cfg.image_transfer == "none")
                 and lease.state is not LeaseState.SUSPENDED_QUEUED)
 
-    def _enqueue(self, lease: Lease) -> None:
+    def _splittable(self, lease: Lease) -> bool:
+        """May the lease run up to a future reservation and be suspended there? Against fixed
+        reservations only (there must be some), or against any (Haizea, Q14)."""
+        cfg = self.config
+        return (lease.preemptible and cfg.suspension_enabled
+                and (self._fixed_future > 0 or cfg.split == "any"))
+
+    def _enqueue(self, lease: Lease, again: bool = True) -> None:
+        """Queue in (submit time, id) order. With requeue order "behind", a lease queued
+        again (suspended, requeued, re-planned) goes behind every lease queued with the same
+        submit time (Haizea appends it and sorts by submit time, stably)."""
+        if again and self.config.requeue_order == "behind":
+            self._requeued += 1
+            lease.queue_key = (lease.submit, REQUEUED + self._requeued)
         queue = self.queue
         if not queue or queue[-1].queue_key <= lease.queue_key:
             queue.append(lease)
@@ -522,13 +573,13 @@ class Scheduler:
         for lease_id in sorted(self._future_be, key=lambda i: self.leases[i].queue_key):
             lease = self.leases[lease_id]
             run = lease.run
-            if run is None or run.start <= now:
+            if run is None or run.hold <= now:
                 continue
             if not self._could_start_before(lease, run, now):
                 continue
             self._future_be.discard(lease_id)
             self._release(run, now)
-            if lease.state is LeaseState.SUSPENDED_SCHEDULED:
+            if lease.state in (LeaseState.SUSPENDED_SCHEDULED, LeaseState.MIGRATING):
                 self._move(lease, LeaseState.SUSPENDED_QUEUED, now, "re-planned")
             else:
                 self._move(lease, LeaseState.QUEUED, now, "re-planned")
@@ -538,8 +589,9 @@ class Scheduler:
                 self._enqueue(lease)
 
     def _could_start_before(self, lease: Lease, run: Run, now: int) -> bool:
-        if self.config.image_transfer != "none" or lease.suspended or run.post != SHUTDOWN:
-            return True  # not worth being clever: re-plan
+        if (self.config.image_transfer != "none" or lease.suspended or run.post != SHUTDOWN
+                or (self.config.split == "any" and self._splittable(lease))):
+            return True  # not worth being clever (or it may start earlier in part): re-plan
         length = run.end - run.start
         t0, before = now, run.start
         known = self._no_earlier_fit.get(lease.id)
@@ -587,7 +639,7 @@ class Scheduler:
         cfg = self.config
         need = lease.need
         suspended = lease.state is LeaseState.SUSPENDED_QUEUED
-        suspendable = lease.preemptible and cfg.suspension_enabled and self._fixed_future > 0
+        suspendable = self._splittable(lease)
         if not may_reserve and self._room_now(lease) < lease.nodes:
             lease.reason = self._waiting_reason(lease, now, may_reserve)
             return False
@@ -600,20 +652,47 @@ class Scheduler:
         shutdown = shutdown_duration(lease.nodes, cfg)
         options: list[tuple[int, int, Run]] = []
 
+        # A suspended lease's memory image may move as soon as it is suspended (early), or
+        # only once the destination is free; Haizea waits for the move even when the lease
+        # stays put (Q10), and starts the move when it schedules the lease.
+        t0 = now
+        moved_from = now
+        if suspended and cfg.migration:
+            allowance = self._migration_time(lease)
+            if cfg.migration_allowance:
+                t0 = now + allowance
+            elif lease.suspensions:
+                moved_from = min(now, lease.suspensions[-1][1])
+
         def plan(hosts_pref: tuple[int, ...] | None, migrate_all: bool) -> Run | None:
             layout = hosts_pref or self._guess_layout(lease)
             resume = resume_time(layout, need.memory_mib, cfg) if suspended else 0
             migrate = self._migration_time(lease) if migrate_all else 0
+            early: tuple[int, int] | None = None
+            start_from = t0
+            if migrate and cfg.early_migration:
+                early = (moved_from, moved_from + migrate)
+                start_from = max(t0, early[1])
+                migrate = 0
             pre = migrate + resume
             full = pre + lease.remaining + shutdown
             sus = suspend_time(layout, need.memory_mib, cfg) if suspendable else 0
             min_len = full
             if suspendable:
-                gap = math.ceil((sus + resume) * (1 + cfg.threshold_factor))
+                gap = self._threshold(lease, sus, resume, suspended)
                 min_len = min(full, max(gap, pre + sus + 1))
             ready = self._image_ready(lease, now) if not suspended else None
+            if (self._greedy and lease.nodes == 1 and hosts_pref is None and ready is None
+                    and start_from == now and not (suspendable and min_len < full)
+                    and self._allowed(lease) is None):
+                best = self.table.best_single_now(need, min_len)
+                if best >= 0:
+                    return self._choose(lease, now, [Candidate(best, 1, 0)], pre, migrate,
+                                        full, sus, min_len, suspendable, None, early)
+                if best == -1 and not may_reserve:
+                    return None
             if hosts_pref is not None:
-                found = self._fit_on(lease, hosts_pref, now, min_len, may_reserve)
+                found = self._fit_on(lease, hosts_pref, start_from, min_len, may_reserve)
                 attempts: Iterable[tuple[int, list[Candidate]]] = found
             else:
                 # Hosts alike but for their index come as one candidate when the score never
@@ -622,17 +701,25 @@ class Scheduler:
                 group = GROUP_NONE
                 if self._host_blind:
                     group = GROUP_SIMPLE if suspendable and min_len < full else GROUP_ALL
-                attempts = self.table.sweep(need, lease.nodes, min_len, now,
+                attempts = self.table.sweep(need, lease.nodes, min_len, start_from,
                                             hosts=self._allowed(lease), ready=ready,
                                             future=may_reserve, group=group)
             for t, candidates in attempts:
                 run = self._choose(lease, t, candidates, pre, migrate, full, sus, min_len,
-                                   suspendable, fixed_hosts=hosts_pref)
+                                   suspendable, fixed_hosts=hosts_pref, early=early)
                 if run is not None:
                     return run
             return None
 
-        if suspended and lease.last_hosts:
+        if suspended and lease.last_hosts and cfg.migration and cfg.migration_allowance:
+            # Haizea: one placement over every host, all of them from the allowance on; the
+            # image moves only if the hosts chosen are other hosts.
+            moved = plan(None, migrate_all=True)
+            if moved is not None:
+                if moved.hosts == lease.last_hosts:
+                    moved.start = moved.migrated = moved.hold
+                options.append((moved.run_start, 1, moved))
+        elif suspended and lease.last_hosts:
             run = plan(lease.last_hosts, migrate_all=False)
             if run is not None:
                 options.append((run.run_start, 0, run))
@@ -657,19 +744,20 @@ class Scheduler:
             if self._burst(lease, "be", now, now, why, [], self._ready_hosts(lease, now)):
                 return True
         self._book(run, now)
-        if run.start > now:
+        if run.hold > now:
             self._future_be.add(lease.id)
             if plain:
                 # A plain lease takes the first start the sweep yields: it fits nowhere earlier.
                 self._no_earlier_fit[lease.id] = (run, self.table.freed)
         new = LeaseState.SUSPENDED_SCHEDULED if suspended else LeaseState.SCHEDULED
-        when = "now" if run.start <= now else f"at {self._t(run.start)} (future reservation)"
+        when = "now" if run.hold <= now else f"at {self._t(run.hold)} (future reservation)"
         self._move(lease, new, now, f"scheduled {when}")
         return True
 
     def _choose(self, lease: Lease, t: int, candidates: list[Candidate], pre: int, migrate: int,
                 full: int, sus: int, min_len: int, suspendable: bool,
-                fixed_hosts: tuple[int, ...] | None) -> Run | None:
+                fixed_hosts: tuple[int, ...] | None,
+                early: tuple[int, int] | None = None) -> Run | None:
         """Pick hosts among candidates at t; the run is partial (ends in a suspension before a
         fixed reservation) only when the lease may be suspended and the gap is long enough."""
         table = self.table
@@ -695,15 +783,35 @@ class Scheduler:
         end = min(e for e, _ in ends)
         if end >= end_full:
             run_end = t + pre + lease.remaining
-            return self._serialize(Run(lease, hosts, t, t + migrate, t + pre, run_end, end_full,
-                                       SHUTDOWN))
-        if not suspendable or end - t < min_len or not all(fixed for e, fixed in ends if e == end):
+            return self._serialize(_moved_early(
+                Run(lease, hosts, t, t + migrate, t + pre, run_end, end_full, SHUTDOWN), early))
+        if not suspendable or end - t < min_len:
+            return None
+        if self.config.split != "any" and not all(fixed for e, fixed in ends if e == end):
             return None
         sus = suspend_time(hosts, need.memory_mib, self.config)
         run_end = end - sus
         if run_end <= t + pre:
             return None
-        return self._serialize(Run(lease, hosts, t, t + migrate, t + pre, run_end, end, SUSPEND))
+        return self._serialize(_moved_early(
+            Run(lease, hosts, t, t + migrate, t + pre, run_end, end, SUSPEND), early))
+
+    def _threshold(self, lease: Lease, sus: int, resume: int, suspended: bool) -> int:
+        """The shortest run worth starting when it will be suspended at its end: its suspend
+        (and resume) time x (1 + factor). Haizea estimates those times for the whole lease,
+        every node holding the memory of all of them (an overestimate), and counts the
+        resume only when the lease is suspended now; cloudctl uses the layout's times."""
+        cfg = self.config
+        if cfg.threshold_estimate == "haizea":
+            total = lease.need.memory_mib * lease.nodes
+            sus = (cfg.override_suspend_time if cfg.override_suspend_time is not None else
+                   lease.nodes * (math.ceil(total / cfg.suspend_rate) + cfg.enactment_overhead))
+            resume = 0
+            if suspended:
+                resume = (cfg.override_resume_time if cfg.override_resume_time is not None
+                          else lease.nodes * (math.ceil(total / cfg.resume_rate)
+                                              + cfg.enactment_overhead))
+        return math.ceil((sus + resume) * (1 + cfg.threshold_factor))
 
     def _serialize(self, run: Run) -> Run | None:
         """Global exclusion: one suspension or resumption at a time in the whole cluster. A
@@ -711,9 +819,10 @@ class Scheduler:
         suspension takes the latest free slot before its deadline."""
         if self.config.suspend_exclusion != "global":
             return run
-        resume = run.run_start - run.migrated
+        begin = _resume_from(run)
+        resume = run.run_start - begin
         if resume > 0:
-            shift = self.channel.earliest(run.migrated, resume) - run.migrated
+            shift = self.channel.earliest(begin, resume) - begin
             if shift and run.post == SHUTDOWN:
                 for h, n in Counter(run.hosts).items():
                     if self.table.fit_count(h, run.start + shift, run.end + shift,
@@ -721,8 +830,10 @@ class Scheduler:
                         return None
                 run.end += shift
                 run.run_end += shift
-            run.start += shift
-            run.migrated += shift
+            if run.hold == run.start:
+                run.start += shift
+                run.migrated += shift
+            run.hold += shift
             run.run_start += shift
             if run.run_start >= run.run_end:
                 return None
@@ -878,7 +989,8 @@ class Scheduler:
         self._fixed_future += 1
         self._move(lease, LeaseState.SCHEDULED, now, f"reserved [{self._t(start)}, {self._t(end)})")
         if preempted:
-            self._replan_future(now)
+            if self.config.replan_after_preemption:
+                self._replan_future(now)
             self.schedule(now)
         return Decision(lease.id, lease.state, start, end, hosts, preempted)
 
@@ -907,7 +1019,7 @@ class Scheduler:
         """One host per virtual node, best-scored hosts first, as many VMs per host as fit;
         ties go to the lower host index (None when they do not all fit, unless `most` asks
         for up to that many nodes)."""
-        key = self.policies.host_score.key
+        key = self._host_key
         # Hosts are unique among candidates: the objects themselves are never compared.
         ranked = sorted([(key(lease, c, end), c.host, c) for c in candidates])
         chosen: list[int] = []
@@ -974,7 +1086,7 @@ class Scheduler:
             if self._place_exact(lease, start, end, allowed) is not None:
                 fits = True
                 break
-        if fits:
+        if fits and self.config.reprieve:
             # Reprieve: give back, most precious first, every victim the lease can do without.
             for i in range(len(removed) - 2, -1, -1):
                 victim, bookings = removed[i]
@@ -1001,11 +1113,11 @@ class Scheduler:
         assert run is not None
         victim.preempted += 1
         self.preemptions += 1
-        if run.start > now:
+        if run.hold > now:
             self._release(run, now)
             self._future_be.discard(victim.id)
             why = f"gave up its slot to an AR at {self._t(at)}"
-            if victim.state is LeaseState.SUSPENDED_SCHEDULED:
+            if victim.state in (LeaseState.SUSPENDED_SCHEDULED, LeaseState.MIGRATING):
                 self._move(victim, LeaseState.SUSPENDED_QUEUED, now, why)
             else:
                 self._move(victim, LeaseState.QUEUED, now, why)
@@ -1016,20 +1128,32 @@ class Scheduler:
             sus = suspend_time(run.hosts, victim.need.memory_mib, cfg)
             suspend_at = at - sus
             # The threshold: a run too short to be worth its suspend (and resume) is requeued.
-            resume = run.run_start - run.migrated
-            worth = math.ceil((sus + resume) * (1 + cfg.threshold_factor))
+            resume = run.run_start - _resume_from(run)
+            worth = self._threshold(victim, sus, resume, False)
             end = at
             if cfg.suspend_exclusion == "global":
                 slot = self.channel.latest(at, sus, max(now, run.run_start + 1))
                 suspend_at = slot if slot is not None else -1
                 end = suspend_at + sus
-            if suspend_at > run.run_start and suspend_at >= now and at - run.start >= worth:
+            if suspend_at > run.run_start and suspend_at >= now and at - run.hold >= worth:
                 if cfg.suspend_exclusion == "global":
                     self._hold_channel(run, suspend_at, end)
                 self._cut(run, suspend_at, end, SUSPEND)
                 victim.reason = (f"preempted: suspends at {self._t(suspend_at)} for an AR at "
                                  f"{self._t(at)}")
                 return Preemption(victim.id, "suspend", at)
+        if self.config.requeue == "at-once" and run.run_start <= now:
+            # Haizea: cancelled and requeued as soon as the preemptor is accepted; the work
+            # done is lost (Q2).
+            if run.run_start < now:
+                victim.runs.append((run.run_start, now, run.hosts))
+            self._release(run, now)
+            victim.remaining = victim.duration
+            victim.last_hosts = ()
+            self._move(victim, LeaseState.QUEUED, now, f"preempted by an AR at {self._t(at)}: "
+                                                       f"cancelled and requeued, starts over")
+            self._enqueue(victim)
+            return Preemption(victim.id, "requeue", at)
         kill_at = max(at, run.run_start) if run.run_start < at else at
         if run.run_start >= at:
             run.run_start = run.run_end = at
@@ -1057,7 +1181,7 @@ class Scheduler:
             if run.post == SUSPEND:
                 self._hold_channel(run, run.run_end, run.end)
         run.bookings.extend(self.table.add_all(
-            [Booking(run.start, run.end, h, lease.need, run) for h in run.hosts]))
+            [Booking(run.hold, run.end, h, lease.need, run) for h in run.hosts]))
         # A resumed lease's disk travels with it (migration) or is still there; only a lease
         # starting from scratch needs its image from the repository.
         if lease.type is LeaseType.BE and lease.image and not lease.last_hosts:
@@ -1076,7 +1200,7 @@ class Scheduler:
             push(heap, (run.start, START, seq, run))
         if step < 2:
             seq += 1
-            push(heap, (run.migrated, MIGRATED, seq, run))
+            push(heap, (_resume_from(run), MIGRATED, seq, run))
         if step < 3:
             seq += 1
             push(heap, (run.run_start, RUN_START, seq, run))
@@ -1118,6 +1242,10 @@ class Scheduler:
         lease.reason = reason
         if self.listener is not None:
             self.listener(lease, old, new, now, reason)
+        if self.on_final is not None and new.final:
+            # Handed over and forgotten: a long replay keeps only the leases still going.
+            self.leases.pop(lease.id, None)
+            self.on_final(lease)
 
 
     # -- bursting to a public cloud ---------------------------------------------------------
@@ -1133,9 +1261,11 @@ class Scheduler:
         due = self._burst_due
         while due and due[0][0] <= now:
             _, lease_id = heapq.heappop(due)
-            lease = self.leases[lease_id]
-            if lease.state is not LeaseState.QUEUED or lease.first_start is not None:
+            found = self.leases.get(lease_id)
+            if (found is None or found.state is not LeaseState.QUEUED
+                    or found.first_start is not None):
                 continue
+            lease = found
             waited = now - lease.submit
             reasons: list[str] = []
             if self._burst(lease, "be", now, now, f"waited {waited} s for local hosts",
@@ -1255,7 +1385,7 @@ class Scheduler:
         for lease, run in saved:
             self.leases[lease.id] = lease
             if lease.state in (LeaseState.QUEUED, LeaseState.SUSPENDED_QUEUED):
-                self._enqueue(lease)
+                self._enqueue(lease, again=False)
                 if lease.state is LeaseState.QUEUED:
                     self._watch_wait(lease)
             if lease.burst is not None and self.burster is not None:
@@ -1267,11 +1397,14 @@ class Scheduler:
             for start, end in held:
                 self._hold_channel(run, start, end)
             # A burst lease books only the nodes it keeps here (none, unless partial).
-            run.bookings = [Booking(run.start, run.end, h, lease.need, run) for h in run.hosts]
+            if run.migrated > run.start:  # an early migration holds its hosts from the resume
+                resume = resume_time(run.hosts, lease.need.memory_mib, self.config)
+                run.hold = max(run.migrated, run.run_start - resume)
+            run.bookings = [Booking(run.hold, run.end, h, lease.need, run) for h in run.hosts]
             bookings.extend(run.bookings)
             self._push(run)
             if lease.type is LeaseType.BE:
-                if run.step == 0 and run.start > self.now and lease.burst is None:
+                if run.step == 0 and run.hold > self.now and lease.burst is None:
                     self._future_be.add(lease.id)
             elif run.hosts:
                 self._fixed_future += 1

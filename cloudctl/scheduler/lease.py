@@ -25,10 +25,14 @@ KILL: Final = "kill"
 class Run:
     """One reservation of a lease's VMs on hosts:
     [start, migrated) cold migration, [migrated, run_start) resume,
-    [run_start, run_end) running, [run_end, end) suspension or shutdown."""
+    [run_start, run_end) running, [run_end, end) suspension or shutdown.
+
+    An early migration copies the memory image while the destination is still busy: the
+    hosts are then held only from `hold` (after `migrated`), when the resume begins; for
+    every other run `hold` is `start`."""
 
     __slots__ = ("lease", "hosts", "start", "migrated", "run_start", "run_end", "end", "post",
-                 "bookings", "step", "channel")
+                 "bookings", "step", "channel", "hold")
 
     def __init__(self, lease: Lease, hosts: tuple[int, ...], start: int, migrated: int,
                  run_start: int, run_end: int, end: int, post: str) -> None:
@@ -43,6 +47,7 @@ class Run:
         self.bookings: list[Booking] = []
         self.step = 0  # phases already carried out (see Scheduler.advance)
         self.channel: list[tuple[int, int]] = []  # suspend/resume slots held (global exclusion)
+        self.hold = start  # when its bookings on `hosts` begin
 
     @property
     def movable(self) -> bool:

@@ -61,7 +61,7 @@ class LeaseRequest:
 
     __slots__ = ("id", "type", "submit", "nodes", "capacity", "duration", "start",
                  "preemptible", "image", "image_size_mib", "real_duration", "name", "source",
-                 "extra")
+                 "_extra")
 
     def __init__(self, id: int, type: LeaseType, submit: int, nodes: int, capacity: Capacity,
                  duration: int, start: int | None = None, preemptible: bool = True,
@@ -81,7 +81,18 @@ class LeaseRequest:
         self.real_duration = real_duration  # simulation only: the lease ends this early
         self.name = name
         self.source = source  # "file:line" where the request came from, for error messages
-        self.extra: dict[str, object] = extra if extra is not None else {}
+        # Made when first asked for: a trace's requests seldom carry any.
+        self._extra: dict[str, object] | None = extra if extra else None
+
+    @property
+    def extra(self) -> dict[str, object]:
+        if self._extra is None:
+            self._extra = {}
+        return self._extra
+
+    @extra.setter
+    def extra(self, value: dict[str, object]) -> None:
+        self._extra = value
 
     def renumbered(self, id: int) -> LeaseRequest:
         """A copy under another id (its `extra` copied too)."""
@@ -93,7 +104,7 @@ class LeaseRequest:
     def _fields(self) -> tuple[object, ...]:
         return (self.id, self.type, self.submit, self.nodes, self.capacity, self.duration,
                 self.start, self.preemptible, self.image, self.image_size_mib,
-                self.real_duration, self.name, self.source, self.extra)
+                self.real_duration, self.name, self.source, self._extra or {})
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LeaseRequest):

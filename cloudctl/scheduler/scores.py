@@ -18,6 +18,15 @@ def greedy_key(lease: Lease, candidate: Candidate, end: int) -> tuple[int, int, 
             -candidate.free_since)
 
 
+def greedy_index_key(lease: Lease, candidate: Candidate, end: int) -> tuple[int, int, int]:
+    """`greedy_key` as Haizea's greedy mapper ranks: every host free for the whole run alike
+    (however long after), and ties left to the host order."""
+    until = candidate.until
+    if until >= end:
+        return (0, candidate.overlapping, 0)
+    return (1, candidate.overlapping, -until)
+
+
 def pack_key(lease: Lease, candidate: Candidate, end: int) -> tuple[int, int, int]:
     """Hosts free for the whole run first, then the busiest, then the fullest."""
     return (0 if candidate.until >= end else 1, -candidate.overlapping, candidate.fits)

@@ -807,6 +807,30 @@ class SlotTable:
                     break
         return drops
 
+    def best_single_now(self, need: Capacity, duration: int) -> int:
+        """Where one vnode of `need` goes now for `duration`, over every enabled host, as the
+        built-in greedy scores rank them: the host holding the fewest bookings, then the
+        lowest index (what `sweep` at now and `_assign` would choose, without a candidate per
+        host). -1: it fits nowhere now; -2: the table has not moved past now (use `sweep`)."""
+        if self._ends.times and self._ends.times[0] <= self.now:
+            return -2
+        entry = self._future_entry(need)
+        best_over = INFINITY
+        best = -1
+        for (_, overlapping), members in entry.groups.items():
+            if members and overlapping <= best_over:
+                h = min(members)
+                if overlapping < best_over or h < best:
+                    best_over, best = overlapping, h
+        if entry.future:
+            end = self.now + duration
+            for h in entry.future:
+                fits, overlapping = self._fit_from_now(entry, h, end)
+                if fits > 0 and (overlapping < best_over or (overlapping == best_over
+                                                             and h < best)):
+                    best_over, best = overlapping, h
+        return best
+
     def fits_now_hosts(self) -> set[int]:
         return self._free_now
 

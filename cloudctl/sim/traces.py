@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
 from xml.parsers import expat
@@ -36,6 +36,7 @@ CPU_UNIT = 100  # Haizea counts CPU in percent of one processor
 
 _by_submit = attrgetter("submit")
 _BOM = b"\xef\xbb\xbf"
+_GZIP = b"\x1f\x8b"
 
 
 @dataclass
@@ -77,10 +78,23 @@ def load_trace(
         raise InvalidInput(f"{name}: empty file")
     if body.startswith(b"<"):
         return _load_xml(name, data, memory_mib)
-    lines = _decode(name, data).splitlines()
-    if _detect_text_format(name, lines) == "swf":
-        return _load_swf(name, lines, estimates, memory_mib)
-    return _load_line_format(name, lines)
+    text = _decode(name, data)
+    del data, body  # a cloud trace is tens of MB: keep one copy of it
+    if _detect_text_format(name, _iter_lines(text)) == "swf":
+        return _load_swf(name, text.splitlines(), estimates, memory_mib)
+    return _load_line_format(name, _iter_lines(text))
+
+
+def _iter_lines(text: str) -> Iterator[str]:
+    """The lines of `text` one at a time (not a list of them all)."""
+    start = 0
+    end_of_text = len(text)
+    while start < end_of_text:
+        end = text.find("\n", start)
+        if end < 0:
+            end = end_of_text
+        yield text[start:end]
+        start = end + 1
 
 
 def merge_traces(base: Trace, injected: Trace) -> Trace:
@@ -114,7 +128,8 @@ def merge_traces(base: Trace, injected: Trace) -> Trace:
 
 def _read(name: str) -> bytes:
     """The file's bytes; a FIFO, device or directory is refused before a byte is read (a
-    FIFO would block, a device never end)."""
+    FIFO would block, a device never end); gzipped files (as the Parallel Workloads Archive
+    ships its logs) are read through gzip."""
     try:
         # Non-blocking open: opening a FIFO with no writer must not hang.
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
@@ -129,11 +144,19 @@ def _read(name: str) -> bytes:
         if not stat.S_ISREG(mode):
             raise InvalidInput(f"{name}: not a regular file (a pipe or device); give a file")
         with open(fd, "rb", closefd=False) as stream:
-            return stream.read()
+            data = stream.read()
     except OSError as error:
         raise InvalidInput(f"{name}: cannot read: {error.strerror or error}") from None
     finally:
         os.close(fd)
+    if data[:2] == _GZIP:
+        import gzip
+
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise InvalidInput(f"{name}: not a readable gzip file: {error}") from None
+    return data
 
 
 def _decode(name: str, data: bytes) -> str:
@@ -144,7 +167,7 @@ def _decode(name: str, data: bytes) -> str:
         raise InvalidInput(f"{name}:{line}: not a text file (invalid UTF-8)") from None
 
 
-def _detect_text_format(name: str, lines: list[str]) -> str:
+def _detect_text_format(name: str, lines: Iterable[str]) -> str:
     """Return "swf" or "lwf-line" from the first line that is not blank or a # comment."""
     for lineno, line in enumerate(lines, 1):
         fields = line.split()
@@ -306,8 +329,12 @@ def _read_swf_header(line: str, lineno: int, header: dict[str, tuple[int, int]])
 # --- Haizea line format ------------------------------------------------------------------
 
 
-def _load_line_format(name: str, lines: list[str]) -> Trace:
+def _load_line_format(name: str, lines: Iterable[str]) -> Trace:
     requests: list[LeaseRequest] = []
+    # Requests of one shape share their frozen Capacity and image name: a cloud trace has
+    # a few flavors and hundreds of thousands of VMs.
+    capacities: dict[tuple[int, int, int], Capacity] = {}
+    images: dict[str, str] = {}
     for lineno, line in enumerate(lines, 1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):  # Haizea's reader skips # comments
@@ -335,17 +362,23 @@ def _load_line_format(name: str, lines: list[str]) -> Trace:
         # Only -1 means best-effort: two of the injected Blue files hold ARs with a start
         # before the trace begins, which the scheduler (not the reader) must reject.
         best_effort = start == -1
+        shape = (max(1, cpu), memory, disk)
+        capacity = capacities.get(shape)
+        if capacity is None:
+            capacity = capacities[shape] = Capacity(*shape)
+        image = fields[8].strip("'\"")
+        image = images.setdefault(image, image)
         requests.append(
             LeaseRequest(
                 id=len(requests) + 1,
                 type=LeaseType.BE if best_effort else LeaseType.AR,
                 submit=submit,
                 nodes=nodes,
-                capacity=Capacity(cpus=max(1, cpu), memory_mib=memory, disk_mib=disk),
+                capacity=capacity,
                 duration=duration,
                 start=None if best_effort else start,
                 preemptible=best_effort,
-                image=fields[8].strip("'\""),
+                image=image,
                 image_size_mib=image_size,
                 real_duration=real if 0 < real < duration else None,
                 source=where,

@@ -40,7 +40,22 @@ def test_without_migration_the_lease_waits_for_its_own_host() -> None:
 
 
 def test_with_migration_the_lease_resumes_elsewhere_earlier() -> None:
+    # The memory image moves as soon as the lease is suspended (1000-1082), while host 1
+    # still runs L2; the lease resumes there as soon as L2 ends.
     s = run(workload(), hosts(2), migration=True)
+    check_setup(s)
+    assert timeline(s.leases[1]) == {
+        "state": "done",
+        "runs": [(0, 968, (0,)), (1132, 3164, (1,))],
+        "suspensions": [(968, 1000)],
+        "migrations": [(1000, 1082)],
+        "resumptions": [(1100, 1132)],
+        "done": 3164,
+    }
+
+
+def test_late_migration_waits_for_the_destination() -> None:
+    s = run(workload(), hosts(2), migration=True, early_migration=False)
     check_setup(s)
     assert timeline(s.leases[1]) == {
         "state": "done",
@@ -52,8 +67,31 @@ def test_with_migration_the_lease_resumes_elsewhere_earlier() -> None:
     }
 
 
-def test_migration_is_reserved_before_the_resume() -> None:
+def test_early_migration_holds_the_hosts_from_the_resume() -> None:
     s = scheduler(hosts(2), migration=True)
+    for r in workload():
+        s.advance(r.submit)
+        s.submit(r, r.submit)
+        s.schedule(r.submit)
+    s.advance(1000)
+    s.schedule(1000)
+    lease = s.leases[1]
+    # The image moves at once; host 1 is held only from the resume, when L2 has left it.
+    assert planned(lease) == (1000, 1132, 3164, (1,))
+    assert lease.run is not None and (lease.run.migrated, lease.run.hold) == (1082, 1100)
+    assert [b.start for b in lease.run.bookings] == [1100]
+    s.advance(1000)
+    assert lease.state is LeaseState.MIGRATING
+    s.advance(1082)
+    assert lease.state is LeaseState.MIGRATING
+    s.advance(1100)
+    assert lease.state is LeaseState.RESUMING
+    s.advance(1132)
+    assert lease.state is LeaseState.ACTIVE
+
+
+def test_late_migration_is_reserved_before_the_resume() -> None:
+    s = scheduler(hosts(2), migration=True, early_migration=False)
     for r in workload():
         s.advance(r.submit)
         s.submit(r, r.submit)
@@ -94,10 +132,10 @@ def test_migrated_disk_is_not_sent_again_from_the_repository() -> None:
     s = run(workload(**image), hosts(2), migration=True, image_transfer="multicast")
     assert timeline(s.leases[1]) == {
         "state": "done",
-        "runs": [(82, 968, (0,)), (1296, 3410, (1,))],
+        "runs": [(82, 968, (0,)), (1196, 3310, (1,))],
         "suspensions": [(968, 1000)],
-        "migrations": [(1100, 1264)],
-        "resumptions": [(1264, 1296)],
+        "migrations": [(1000, 1164)],
+        "resumptions": [(1164, 1196)],
         "transfers": [(0, 82)],
-        "done": 3410,
+        "done": 3310,
     }

@@ -178,10 +178,24 @@ def test_migrate_without_migration(scenarios: Path) -> None:
 
 
 def test_migrate_with_migration(scenarios: Path) -> None:
-    # With migration L3 moves to P1-P2 as soon as L1 ends (3690). As in Haizea, the two
-    # memory images go P3->P1 and P4->P2 at the same time (disjoint pairs of nodes), each
-    # 1024 MiB at 100 Mbit/s = 82 s; then the 36 s resume and the remaining 1804 s.
+    # With migration L3 moves to P1-P2. As in Haizea, the two memory images go P3->P1 and
+    # P4->P2 at the same time (disjoint pairs of nodes), each 1024 MiB at 100 Mbit/s = 82 s,
+    # and they go as soon as L3 is suspended (1800-1882), while L1 still holds P1-P2: the
+    # network is free. L3 resumes as soon as L1 ends (3690), 36 s, then its remaining 1804 s.
     s = replay(scenarios, "migrate.lwf", migration=True)
+    assert timeline(s.leases[3]) == {
+        "state": "done",
+        "runs": [(0, 1796, (2, 3)), (3726, 5530, (0, 1))],
+        "suspensions": [(1796, 1800)],
+        "migrations": [(1800, 1882)],
+        "resumptions": [(3690, 3726)],
+        "done": 5534,
+    }
+
+
+def test_migrate_with_late_migration(scenarios: Path) -> None:
+    # Late migration waits for the destination: the images move when L1 ends (3690).
+    s = replay(scenarios, "migrate.lwf", migration=True, early_migration=False)
     assert timeline(s.leases[3]) == {
         "state": "done",
         "runs": [(0, 1796, (2, 3)), (3808, 5612, (0, 1))],
