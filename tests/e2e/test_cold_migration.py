@@ -30,7 +30,9 @@ def host_dirs(host: SSHTestHost) -> tuple[Path, Path]:
 def migrating_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                   ssh_hosts: list[SSHTestHost]) -> Cli:
     c = Cli(tmp_path, monkeypatch)
+    # Late migration: these tests step through the wait before a move starts.
     (tmp_path / "config.toml").write_text('[scheduler]\nmigration = "yes"\n'
+                                          'early-migration = false\n'
                                           '[enactment]\nretry-backoff = "1m"\n')
     c("init")
     add_ssh_hosts(c, ssh_hosts)
