@@ -28,6 +28,9 @@ from cloudctl.drivers.libvirt import ConnectionBounds, LibvirtDriver, bounded_ur
 
 from cloudctl.errors import BackendError, InvalidInput
 
+# Silent listeners, private libvirtds and child processes: real daemons and processes.
+pytestmark = pytest.mark.real
+
 CONNECT_TIMEOUT = 2
 
 
